@@ -1,0 +1,75 @@
+# oxgate dev loop. `make help` lists the targets; `make test` is what CI runs.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+MATURIN ?= $(PYTHON) -m maturin
+RUFF ?= $(PYTHON) -m ruff
+CARGO ?= cargo
+# The interpreters the end-to-end suite runs on: the oldest supported, 3.11 and the newest.
+PY_VERSIONS ?= 3.9 3.11 3.13
+PYTEST_ARGS ?= -q
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
+DIST := dist
+SERVE_VENV := .venv
+SERVE_BIND ?= 127.0.0.1:8000
+
+.PHONY: help build lint test-rust test-py test serve-example clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build the abi3 wheel into dist/ (one wheel for every Python >= 3.9)
+	rm -f $(DIST)/oxgate-*.whl
+	$(MATURIN) build --release -o $(DIST)
+	@ls -1 $(DIST)/oxgate-*abi3*.whl
+
+lint: ## cargo fmt --check, cargo clippy -D warnings, ruff check, ruff format --check
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+test-rust: ## cargo test --workspace
+	$(CARGO) test --workspace
+
+# For each of PY_VERSIONS: a fresh-enough .venv-3.X with the built wheel and the test
+# requirements, then pytest. A missing interpreter is skipped with a warning; none at all
+# is a failure.
+test-py: ## end-to-end pytest on Python 3.9, 3.11 and 3.13 (needs `make build` first)
+	@set -euo pipefail; \
+	wheel=$$(ls -1t $(DIST)/oxgate-*abi3*.whl 2>/dev/null | head -n1); \
+	if [ -z "$$wheel" ]; then echo "no wheel in $(DIST)/: run 'make build' first" >&2; exit 1; fi; \
+	ran=0; \
+	for v in $(PY_VERSIONS); do \
+	  py=$$(ls -1d $(PYENV_ROOT)/versions/$$v.*/bin/python3 2>/dev/null | sort -V | tail -n1 || true); \
+	  if [ -z "$$py" ]; then py=$$(command -v python$$v || true); fi; \
+	  if [ -z "$$py" ]; then echo "WARNING: Python $$v not found (pyenv install $$v): skipped" >&2; continue; fi; \
+	  venv=.venv-$$v; \
+	  echo "=== Python $$v: $$py -> $$venv"; \
+	  [ -x "$$venv/bin/python" ] || "$$py" -m venv "$$venv"; \
+	  "$$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip; \
+	  "$$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt; \
+	  "$$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$$wheel"; \
+	  "$$venv/bin/python" -m pytest $(PYTEST_ARGS) tests; \
+	  ran=$$((ran + 1)); \
+	done; \
+	if [ "$$ran" -eq 0 ]; then echo "no Python of $(PY_VERSIONS) found: nothing was tested" >&2; exit 1; fi
+
+test: lint test-rust build test-py ## everything CI runs: lint, Rust tests, build, end-to-end tests
+
+serve-example: build ## build, install into .venv, migrate examples/django_site and serve it on :8000
+	@set -euo pipefail; \
+	[ -x $(SERVE_VENV)/bin/python ] || $(PYTHON) -m venv $(SERVE_VENV); \
+	$(SERVE_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+	  'django>=4.2,<5; python_version < "3.10"' 'django>=5,<6; python_version >= "3.10"'; \
+	$(SERVE_VENV)/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+	  $$(ls -1t $(DIST)/oxgate-*abi3*.whl | head -n1); \
+	$(SERVE_VENV)/bin/python examples/django_site/manage.py migrate --noinput; \
+	echo "Serving examples/django_site on http://$(SERVE_BIND)/ (Ctrl-C stops)"; \
+	exec $(SERVE_VENV)/bin/oxgate --chdir examples/django_site mysite.wsgi \
+	  --bind $(SERVE_BIND) --access-logfile -
+
+clean: ## remove build output and the test virtualenvs
+	rm -rf $(DIST) target .venv .venv-3.* .pytest_cache .ruff_cache

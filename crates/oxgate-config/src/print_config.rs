@@ -1,0 +1,143 @@
+//! `--print-config` output: every setting as "name = value", sorted by name
+//! and aligned, values written the way gunicorn prints its Python values
+//! (None, True, ['a', 'b']). Reads a `Config`; prints nothing itself.
+
+use crate::resolve::Config;
+use crate::table::SETTINGS;
+
+/// "name = value" per setting, sorted by name, one per line (each line ends
+/// with '\n').
+pub fn print_config(cfg: &Config) -> String {
+    let mut names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+    names.sort_unstable();
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for name in names {
+        let value = printed_value(cfg, name).unwrap_or_else(|| "None".to_string());
+        out.push_str(&format!("{name:width$} = {value}\n"));
+    }
+    out
+}
+
+/// The printed value of one setting; `None` for a name this function does
+/// not know (a test keeps it in step with the table).
+pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
+    let value = match name {
+        "config" => opt(cfg.config_file.as_ref().map(|p| p.display().to_string())),
+        "wsgi_app" => opt(cfg.app_uri.clone()),
+        "bind" => py_list(cfg.bind.iter().map(ToString::to_string)),
+        "backlog" => cfg.backlog.to_string(),
+        "threads" => cfg.threads.to_string(),
+        "keepalive" => cfg.keepalive.to_string(),
+        "graceful_timeout" => cfg.graceful_timeout.to_string(),
+        // Not changing directory is the same as changing to '.'.
+        "chdir" => cfg
+            .chdir
+            .as_ref()
+            .map_or_else(|| ".".to_string(), |p| p.display().to_string()),
+        // gunicorn keeps this one as the comma-separated string it was given.
+        "pythonpath" => opt((!cfg.pythonpath.is_empty()).then(|| cfg.pythonpath.join(","))),
+        "raw_env" => py_list(cfg.raw_env.iter().map(|(k, v)| format!("{k}={v}"))),
+        "root_path" => cfg.root_path.clone(),
+        "limit_request_line" => cfg.limit_request_line.to_string(),
+        "limit_request_fields" => cfg.limit_request_fields.to_string(),
+        "limit_request_field_size" => cfg.limit_request_field_size.to_string(),
+        "accesslog" => opt(cfg.accesslog.clone()),
+        "access_log_format" => cfg.access_log_format.as_str().to_string(),
+        "errorlog" => cfg.errorlog.clone(),
+        "loglevel" => cfg.loglevel.as_str().to_string(),
+        "check_config" => py_bool(cfg.check_config),
+        "print_config" => py_bool(cfg.print_config),
+        _ => return None,
+    };
+    Some(value)
+}
+
+fn opt(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "None".to_string())
+}
+
+fn py_bool(value: bool) -> String {
+    if value { "True" } else { "False" }.to_string()
+}
+
+fn py_list(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.map(|s| py_repr(&s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Python's `repr()` of a str: single quotes unless the text holds one and
+/// no double quote.
+fn py_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::resolve::build;
+
+    #[test]
+    fn every_setting_has_a_printed_value() {
+        let cfg = build(&[], &|_| None).unwrap();
+        for setting in SETTINGS {
+            assert!(
+                printed_value(&cfg, setting.name).is_some(),
+                "{} is not printed",
+                setting.name
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_print_as_the_docs_show_them() {
+        let cfg = build(&[], &|_| None).unwrap();
+        // The config file default is a file the caller reads if it exists;
+        // the resolved value stays None unless a source names one.
+        for setting in SETTINGS.iter().filter(|s| s.name != "config") {
+            let printed = printed_value(&cfg, setting.name).unwrap();
+            // Docs show Python literals: strings quoted, lists and None as is.
+            let documented = setting
+                .default
+                .strip_prefix('\'')
+                .and_then(|d| d.strip_suffix('\''));
+            assert_eq!(
+                printed,
+                documented.unwrap_or(setting.default),
+                "default of {}",
+                setting.name
+            );
+        }
+    }
+
+    #[test]
+    fn py_repr_quotes_like_python() {
+        assert_eq!(py_repr("a"), "'a'");
+        assert_eq!(py_repr("it's"), "\"it's\"");
+        assert_eq!(py_repr("a'\"b"), "'a\\'\"b'");
+        assert_eq!(py_repr("x\ny"), "'x\\ny'");
+    }
+}

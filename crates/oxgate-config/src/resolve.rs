@@ -1,0 +1,312 @@
+//! From layers to a validated `Config`: merge (later source wins, a list
+//! replaces the earlier list whole), apply defaults (PORT and SCRIPT_NAME come
+//! from the environment, as in gunicorn), type every value. Also renders
+//! `--print-config`. Checks only that --chdir exists; no other I/O.
+
+use std::path::PathBuf;
+
+use crate::access_format::AccessLogFormat;
+use crate::bind::Bind;
+use crate::error::ConfigError;
+use crate::layer::Layer;
+use crate::table::{self, Kind, Setting, SETTINGS};
+use crate::value::{self, LogLevel, Problem, Source};
+
+/// gunicorn's hard ceilings (gunicorn/http/message.py), applied by
+/// `Config::request_limits`.
+const MAX_REQUEST_LINE: usize = 8190;
+const MAX_HEADERS: usize = 32768;
+const DEFAULT_MAX_HEADERFIELD_SIZE: usize = 8190;
+
+/// The validated settings, every default applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Positional MODULE[:VARIABLE] (or `wsgi_app` in the config file).
+    pub app_uri: Option<String>,
+    pub config_file: Option<PathBuf>,
+    /// Never empty.
+    pub bind: Vec<Bind>,
+    pub threads: usize,
+    pub backlog: i32,
+    /// Seconds; 0 disables keep-alive.
+    pub keepalive: u64,
+    /// Seconds.
+    pub graceful_timeout: u64,
+    /// Checked to exist as a directory; `None` = stay where we are.
+    pub chdir: Option<PathBuf>,
+    pub pythonpath: Vec<String>,
+    pub raw_env: Vec<(String, String)>,
+    /// Empty or "/prefix" without trailing slash.
+    pub root_path: String,
+    /// As configured; 0 means unlimited. Use `request_limits()` for the
+    /// bounds to enforce.
+    pub limit_request_line: usize,
+    /// As configured; 0 means gunicorn's ceiling. See `request_limits()`.
+    pub limit_request_fields: usize,
+    /// As configured; 0 means no per-field limit. See `request_limits()`.
+    pub limit_request_field_size: usize,
+    /// `None` = no access log; "-" = stdout.
+    pub accesslog: Option<String>,
+    pub access_log_format: AccessLogFormat,
+    /// "-" = stderr.
+    pub errorlog: String,
+    pub loglevel: LogLevel,
+    /// Also true when `print_config` is (gunicorn: print implies check).
+    pub check_config: bool,
+    pub print_config: bool,
+}
+
+/// The request-head bounds to enforce, resolved from the three limit
+/// settings exactly as gunicorn resolves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Request line bytes (without CRLF); `usize::MAX` = unlimited (0 set).
+    pub max_request_line: usize,
+    /// Header field count, 1..=32768.
+    pub max_headers: usize,
+    /// Bytes of one field line; `usize::MAX` = unlimited (0 set).
+    pub max_header_field_size: usize,
+    /// Bytes of the whole header block, which stays bounded even when the
+    /// per-field limit is off.
+    pub max_header_bytes: usize,
+}
+
+impl Config {
+    /// gunicorn's rules: line 0 is unlimited and anything above 8190 is 8190;
+    /// fields 0 or above 32768 is 32768; field size 0 is unlimited per field,
+    /// with the header block capped at fields x (size or 8190, + 2) + 4.
+    pub fn request_limits(&self) -> RequestLimits {
+        let max_request_line = match self.limit_request_line {
+            0 => usize::MAX,
+            n => n.min(MAX_REQUEST_LINE),
+        };
+        let max_headers = match self.limit_request_fields {
+            0 => MAX_HEADERS,
+            n => n.min(MAX_HEADERS),
+        };
+        let (max_header_field_size, per_field) = match self.limit_request_field_size {
+            0 => (usize::MAX, DEFAULT_MAX_HEADERFIELD_SIZE),
+            n => (n, n),
+        };
+        let max_header_bytes = max_headers
+            .saturating_mul(per_field.saturating_add(2))
+            .saturating_add(4);
+        RequestLimits {
+            max_request_line,
+            max_headers,
+            max_header_field_size,
+            max_header_bytes,
+        }
+    }
+}
+
+/// Merge layers (later wins; a list setting like bind given in a later layer
+/// replaces the earlier list entirely), apply defaults, validate. `getenv`
+/// supplies PORT and SCRIPT_NAME.
+pub fn build(
+    layers: &[Layer],
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let m = Merged { layers };
+    let print_config = m.flag("print_config")?;
+    Ok(Config {
+        app_uri: m.text("wsgi_app")?,
+        config_file: m.text("config")?.map(PathBuf::from),
+        bind: m.binds(getenv)?,
+        threads: to_usize(m.int("threads", 1)?),
+        backlog: i32::try_from(m.int("backlog", 2048)?).unwrap_or(i32::MAX),
+        keepalive: m.int("keepalive", 2)?,
+        graceful_timeout: m.int("graceful_timeout", 30)?,
+        chdir: m.chdir()?,
+        pythonpath: m.comma_list("pythonpath"),
+        raw_env: m.env_pairs("raw_env")?,
+        root_path: m.root_path(getenv)?,
+        limit_request_line: to_usize(m.int("limit_request_line", 4094)?),
+        limit_request_fields: to_usize(m.int("limit_request_fields", 100)?),
+        limit_request_field_size: to_usize(m.int("limit_request_field_size", 8190)?),
+        accesslog: m.text("accesslog")?,
+        access_log_format: m.access_log_format()?,
+        errorlog: m.text("errorlog")?.unwrap_or_else(|| "-".to_string()),
+        loglevel: m.loglevel()?,
+        check_config: m.flag("check_config")? || print_config,
+        print_config,
+    })
+}
+
+/// A default taken from an environment variable was bad.
+fn env_error(name: &str, problem: Problem, raw: &str, var: &'static str) -> ConfigError {
+    match table::setting(name) {
+        Some(setting) => problem.into_error(setting, raw, &Source::EnvVar(var)),
+        None => ConfigError::new(format!("invalid {var} environment variable")),
+    }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+struct Merged<'a> {
+    layers: &'a [Layer],
+}
+
+/// A setting's winning values and where they came from.
+struct Found<'a> {
+    setting: &'static Setting,
+    values: &'a [String],
+    source: &'a Source,
+}
+
+impl<'a> Found<'a> {
+    /// Single-valued settings keep the last value (argparse's "store").
+    fn last(&self) -> &'a str {
+        self.values.last().map_or("", String::as_str)
+    }
+
+    fn err(&self, problem: Problem, raw: &str) -> ConfigError {
+        problem.into_error(self.setting, raw, self.source)
+    }
+}
+
+impl<'a> Merged<'a> {
+    fn get(&self, name: &str) -> Option<Found<'a>> {
+        let index = table::index_of(name);
+        debug_assert!(index.is_some(), "'{name}' is not in SETTINGS");
+        let index = index?;
+        let layers: &'a [Layer] = self.layers;
+        layers.iter().rev().find_map(|layer| {
+            let values = layer.raw(index)?;
+            Some(Found {
+                setting: &SETTINGS[index],
+                values,
+                source: &layer.source,
+            })
+        })
+    }
+
+    fn int(&self, name: &str, default: u64) -> Result<u64, ConfigError> {
+        let Some(found) = self.get(name) else {
+            return Ok(default);
+        };
+        let (min, max) = match found.setting.kind {
+            Kind::Int { min, max } => (min, max),
+            _ => (0, u64::MAX),
+        };
+        value::parse_int(found.last(), min, max).map_err(|p| found.err(p, found.last()))
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        let Some(found) = self.get(name) else {
+            return Ok(false);
+        };
+        value::parse_bool(found.last()).map_err(|p| found.err(p, found.last()))
+    }
+
+    fn text(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        let Some(found) = self.get(name) else {
+            return Ok(None);
+        };
+        value::parse_text(found.last())
+            .map(Some)
+            .map_err(|p| found.err(p, found.last()))
+    }
+
+    fn binds(&self, getenv: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Bind>, ConfigError> {
+        if let Some(found) = self.get("bind") {
+            if !found.values.is_empty() {
+                return found
+                    .values
+                    .iter()
+                    .map(|raw| {
+                        Bind::parse_detail(raw).map_err(|why| found.err(Problem::Bind(why), raw))
+                    })
+                    .collect();
+            }
+        }
+        // gunicorn: with PORT set (Heroku and friends), listen on it publicly.
+        match getenv("PORT").filter(|port| !port.trim().is_empty()) {
+            Some(port) => {
+                let raw = format!("0.0.0.0:{}", port.trim());
+                let bind = Bind::parse_detail(&raw)
+                    .map_err(|why| env_error("bind", Problem::Bind(why), &raw, "PORT"))?;
+                Ok(vec![bind])
+            }
+            None => Ok(vec![Bind::Tcp {
+                host: "127.0.0.1".to_string(),
+                port: 8000,
+            }]),
+        }
+    }
+
+    fn chdir(&self) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(found) = self.get("chdir") else {
+            return Ok(None);
+        };
+        let raw = found.last();
+        let path = PathBuf::from(value::parse_text(raw).map_err(|p| found.err(p, raw))?);
+        // gunicorn's validate_chdir refuses a missing directory up front,
+        // so --check-config catches it.
+        if !path.is_dir() {
+            return Err(found.err(Problem::Expected("an existing directory".to_string()), raw));
+        }
+        Ok(Some(path))
+    }
+
+    fn comma_list(&self, name: &str) -> Vec<String> {
+        let Some(found) = self.get(name) else {
+            return Vec::new();
+        };
+        found
+            .values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn env_pairs(&self, name: &str) -> Result<Vec<(String, String)>, ConfigError> {
+        let Some(found) = self.get(name) else {
+            return Ok(Vec::new());
+        };
+        found
+            .values
+            .iter()
+            .map(|raw| value::parse_env_pair(raw).map_err(|p| found.err(p, raw)))
+            .collect()
+    }
+
+    fn root_path(&self, getenv: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+        if let Some(found) = self.get("root_path") {
+            return value::parse_url_prefix(found.last()).map_err(|p| found.err(p, found.last()));
+        }
+        match getenv("SCRIPT_NAME") {
+            Some(raw) => value::parse_url_prefix(&raw)
+                .map_err(|p| env_error("root_path", p, &raw, "SCRIPT_NAME")),
+            None => Ok(String::new()),
+        }
+    }
+
+    fn loglevel(&self) -> Result<LogLevel, ConfigError> {
+        let Some(found) = self.get("loglevel") else {
+            return Ok(LogLevel::Info);
+        };
+        let raw = found.last();
+        LogLevel::parse(raw).ok_or_else(|| {
+            let problem = value::check(found.setting, raw).err();
+            found.err(
+                problem.unwrap_or(Problem::Expected("a log level".to_string())),
+                raw,
+            )
+        })
+    }
+
+    fn access_log_format(&self) -> Result<AccessLogFormat, ConfigError> {
+        let Some(found) = self.get("access_log_format") else {
+            return Ok(AccessLogFormat::default());
+        };
+        let raw = found.last();
+        // Trimmed like gunicorn's validate_string does.
+        AccessLogFormat::compile(raw.trim()).map_err(|why| found.err(Problem::Format(why), raw))
+    }
+}

@@ -1,0 +1,461 @@
+//! The settings table: every setting's config-file name, command-line flags,
+//! section, value kind, documented default and help. Data only; parsing,
+//! --help and docs/settings.md are all derived from it elsewhere.
+
+/// The group a setting is listed under in --help and the docs (gunicorn's
+/// section names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    ConfigFile,
+    ServerSocket,
+    WorkerProcesses,
+    ServerMechanics,
+    Security,
+    Logging,
+    Debugging,
+}
+
+impl Section {
+    /// Listing order in --help and the docs.
+    pub const ALL: [Section; 7] = [
+        Section::ConfigFile,
+        Section::ServerSocket,
+        Section::WorkerProcesses,
+        Section::ServerMechanics,
+        Section::Security,
+        Section::Logging,
+        Section::Debugging,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::ConfigFile => "Config File",
+            Section::ServerSocket => "Server Socket",
+            Section::WorkerProcesses => "Worker Processes",
+            Section::ServerMechanics => "Server Mechanics",
+            Section::Security => "Security",
+            Section::Logging => "Logging",
+            Section::Debugging => "Debugging",
+        }
+    }
+}
+
+/// What a setting's raw strings must look like, and how often it may be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Free text, surrounding whitespace trimmed, must not be empty.
+    Text,
+    /// A filesystem path, must not be empty.
+    Path,
+    /// A decimal integer within `min..=max`.
+    Int { min: u64, max: u64 },
+    /// On/off; a flag without value on the command line, true/false in a file.
+    Flag,
+    /// Repeatable socket address (HOST:PORT, [IPv6]:PORT, unix:PATH).
+    Bind,
+    /// Repeatable KEY=VALUE pair.
+    EnvPair,
+    /// Comma-separated list of strings.
+    CommaList,
+    /// One of debug, info, warning, error, critical.
+    LogLevel,
+    /// An access-log format (gunicorn's `%(atom)s` syntax).
+    AccessLogFormat,
+    /// A URL path prefix: empty or starting with '/'.
+    UrlPrefix,
+    /// MODULE[:VARIABLE] of the WSGI application.
+    AppUri,
+}
+
+impl Kind {
+    /// Given more than once in one source, values accumulate instead of the
+    /// last one winning.
+    pub fn repeatable(self) -> bool {
+        matches!(self, Kind::Bind | Kind::EnvPair)
+    }
+
+    /// Takes a value on the command line (everything but flags).
+    pub fn takes_value(self) -> bool {
+        !matches!(self, Kind::Flag)
+    }
+}
+
+/// One setting. `name` is the config-file variable (gunicorn's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    pub name: &'static str,
+    pub section: Section,
+    /// Short flag without the dash (`'b'` for `-b`).
+    pub short: Option<char>,
+    /// Long flag without the dashes; `None` for the positional application.
+    pub long: Option<&'static str>,
+    /// More long flags that mean the same thing.
+    pub aliases: &'static [&'static str],
+    /// The value placeholder in --help (`ADDRESS`, `INT`, ...).
+    pub meta: &'static str,
+    pub kind: Kind,
+    /// The default as the docs show it (Python notation, like gunicorn's docs).
+    pub default: &'static str,
+    /// One sentence for --help.
+    pub help: &'static str,
+    /// Further paragraphs for docs/settings.md (may be empty).
+    pub doc: &'static str,
+}
+
+/// Upper bound for `backlog`: the value ends up in `listen(2)`'s `int`.
+const I32_MAX: u64 = i32::MAX as u64;
+
+const UNBOUNDED: u64 = u64::MAX;
+
+/// Every setting oxgate knows. Order within a section is listing order.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        name: "config",
+        section: Section::ConfigFile,
+        short: Some('c'),
+        long: Some("config"),
+        aliases: &[],
+        meta: "CONFIG",
+        kind: Kind::Path,
+        default: "'./oxgate.conf.py'",
+        help: "The Python config file to read settings from.",
+        doc: "The file is executed as Python; each module-level variable named like a \
+              setting sets it (for example `workers = 4`, `bind = [\"0.0.0.0:80\"]`). \
+              Variables that are not settings are ignored. When this option is not \
+              given, `./oxgate.conf.py` is read if it exists. Only has an effect on the \
+              command line or in `OXGATE_CMD_ARGS`.",
+    },
+    Setting {
+        name: "wsgi_app",
+        section: Section::ConfigFile,
+        short: None,
+        long: None,
+        aliases: &[],
+        meta: "APP_MODULE",
+        kind: Kind::AppUri,
+        default: "None",
+        help: "The WSGI application to serve, as MODULE[:VARIABLE].",
+        doc: "On the command line this is the positional argument, e.g. \
+              `oxgate myproject.wsgi:application`. VARIABLE defaults to `application`.",
+    },
+    Setting {
+        name: "bind",
+        section: Section::ServerSocket,
+        short: Some('b'),
+        long: Some("bind"),
+        aliases: &[],
+        meta: "ADDRESS",
+        kind: Kind::Bind,
+        default: "['127.0.0.1:8000']",
+        help: "The socket to listen on: HOST, HOST:PORT, [IPv6]:PORT or unix:PATH; \
+               repeat to listen on several.",
+        doc: "A HOST without port listens on port 8000; `:PORT` listens on all IPv4 \
+              interfaces. IPv6 addresses go in brackets: `[::1]:8000`. When no address \
+              is given anywhere and the `PORT` environment variable is set, the default \
+              is `0.0.0.0:$PORT`. A list given by a later source (command line over \
+              `OXGATE_CMD_ARGS` over the config file) replaces the earlier list.",
+    },
+    Setting {
+        name: "backlog",
+        section: Section::ServerSocket,
+        short: None,
+        long: Some("backlog"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: "2048",
+        help: "The maximum number of connections waiting to be accepted.",
+        doc: "Clients past this queue get a connection error; it only matters under \
+              heavy load. Usually 64-2048. The kernel may cap it \
+              (`net.core.somaxconn` on Linux).",
+    },
+    Setting {
+        name: "threads",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("threads"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 1,
+            max: UNBOUNDED,
+        },
+        default: "1",
+        help: "The number of threads per worker that run the application.",
+        doc: "Each worker process runs the application on this many Python threads, \
+              so a worker serves this many requests at once.",
+    },
+    Setting {
+        name: "keepalive",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("keep-alive"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "2",
+        help: "Seconds to wait for the next request on a keep-alive connection.",
+        doc: "1-5 seconds suits clients that connect directly; behind a load balancer \
+              that reuses connections, set it higher than the balancer's idle timeout. \
+              0 closes the connection after each response.",
+    },
+    Setting {
+        name: "graceful_timeout",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("graceful-timeout"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "30",
+        help: "Seconds a worker gets to finish its requests after a graceful stop or \
+               restart signal.",
+        doc: "Workers still running when this time is up are killed.",
+    },
+    Setting {
+        name: "chdir",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("chdir"),
+        aliases: &[],
+        meta: "CHDIR",
+        kind: Kind::Path,
+        default: "'.'",
+        help: "Change to this directory before loading the application.",
+        doc: "",
+    },
+    Setting {
+        name: "pythonpath",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("pythonpath"),
+        aliases: &[],
+        meta: "STRING",
+        kind: Kind::CommaList,
+        default: "None",
+        help: "Comma-separated directories to add to the Python path.",
+        doc: "For example `/home/me/myproject,/home/me/mylibrary`.",
+    },
+    Setting {
+        name: "raw_env",
+        section: Section::ServerMechanics,
+        short: Some('e'),
+        long: Some("env"),
+        aliases: &[],
+        meta: "ENV",
+        kind: Kind::EnvPair,
+        default: "[]",
+        help: "Set an environment variable for the application, as KEY=VALUE; \
+               repeat for several.",
+        doc: "On the command line: `--env FOO=1 --env BAR=2`; in the config file: \
+              `raw_env = [\"FOO=1\", \"BAR=2\"]`. The value may contain `=`.",
+    },
+    Setting {
+        name: "root_path",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("root-path"),
+        aliases: &[],
+        meta: "PATH",
+        kind: Kind::UrlPrefix,
+        default: "''",
+        help: "The URL prefix the application is mounted under (its SCRIPT_NAME).",
+        doc: "Use this when a proxy serves the application below a path, e.g. \
+              `/app`: requests under the prefix get `SCRIPT_NAME=/app` and the rest \
+              of the path in `PATH_INFO`. A trailing slash is dropped. When not set, \
+              the `SCRIPT_NAME` environment variable is used, as gunicorn does. \
+              (An oxgate setting; gunicorn has no flag for it.)",
+    },
+    Setting {
+        name: "limit_request_line",
+        section: Section::Security,
+        short: None,
+        long: Some("limit-request-line"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "4094",
+        help: "The maximum size of the HTTP request line in bytes.",
+        doc: "The request line holds the method, the URL (with its query string) and \
+              the protocol version, so this bounds the URL length. Longer lines get \
+              `414 URI Too Long`. 0 means unlimited; values above 8190 are treated \
+              as 8190, as in gunicorn.",
+    },
+    Setting {
+        name: "limit_request_fields",
+        section: Section::Security,
+        short: None,
+        long: Some("limit-request-fields"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "100",
+        help: "The maximum number of header fields in a request.",
+        doc: "Requests with more get `431 Request Header Fields Too Large`. 0, or a \
+              value above 32768, means 32768, as in gunicorn.",
+    },
+    Setting {
+        name: "limit_request_field_size",
+        section: Section::Security,
+        short: None,
+        long: Some("limit-request-field_size"),
+        aliases: &["limit-request-field-size"],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "8190",
+        help: "The maximum size of one request header field in bytes.",
+        doc: "0 means no per-field limit; the whole header block stays bounded by \
+              limit_request_fields x (8190 + 2) bytes, as in gunicorn. The flag keeps \
+              gunicorn's spelling with an underscore; `--limit-request-field-size` \
+              works too.",
+    },
+    Setting {
+        name: "accesslog",
+        section: Section::Logging,
+        short: None,
+        long: Some("access-logfile"),
+        aliases: &[],
+        meta: "FILE",
+        kind: Kind::Text,
+        default: "None",
+        help: "The access log file to write to; '-' means stdout.",
+        doc: "Without it, no access log is written.",
+    },
+    Setting {
+        name: "access_log_format",
+        section: Section::Logging,
+        short: None,
+        long: Some("access-logformat"),
+        aliases: &[],
+        meta: "STRING",
+        kind: Kind::AccessLogFormat,
+        default: r#"'%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'"#,
+        help: "The access log line format, built from %(atom)s placeholders.",
+        doc: "`%%` is a literal percent sign. Values that come from the client have \
+              control characters, `\"` and `\\` written as `\\xNN`, so a request cannot \
+              forge log lines.",
+    },
+    Setting {
+        name: "errorlog",
+        section: Section::Logging,
+        short: None,
+        long: Some("error-logfile"),
+        aliases: &["log-file"],
+        meta: "FILE",
+        kind: Kind::Text,
+        default: "'-'",
+        help: "The error log file to write to; '-' means stderr.",
+        doc: "",
+    },
+    Setting {
+        name: "loglevel",
+        section: Section::Logging,
+        short: None,
+        long: Some("log-level"),
+        aliases: &[],
+        meta: "LEVEL",
+        kind: Kind::LogLevel,
+        default: "'info'",
+        help: "The error log level: debug, info, warning, error or critical.",
+        doc: "",
+    },
+    Setting {
+        name: "check_config",
+        section: Section::Debugging,
+        short: None,
+        long: Some("check-config"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Check the configuration and the application, then exit.",
+        doc: "The exit status is 0 when both load, non-zero otherwise.",
+    },
+    Setting {
+        name: "print_config",
+        section: Section::Debugging,
+        short: None,
+        long: Some("print-config"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Print the fully resolved settings, then exit; implies --check-config.",
+        doc: "",
+    },
+];
+
+/// The setting with this config-file name.
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// Position of a setting in `SETTINGS` (layers store values by position).
+pub(crate) fn index_of(name: &str) -> Option<usize> {
+    SETTINGS.iter().position(|s| s.name == name)
+}
+
+/// The setting a command-line flag (`-b`, `--bind`, `--log-file`) belongs to.
+pub(crate) fn by_flag(flag: &str) -> Option<&'static Setting> {
+    if let Some(long) = flag.strip_prefix("--") {
+        SETTINGS
+            .iter()
+            .find(|s| s.long == Some(long) || s.aliases.contains(&long))
+    } else {
+        let mut chars = flag.strip_prefix('-')?.chars();
+        let c = chars.next()?;
+        if chars.next().is_some() {
+            return None;
+        }
+        SETTINGS.iter().find(|s| s.short == Some(c))
+    }
+}
+
+impl Setting {
+    /// The primary flag as users type it (`--bind`), or the positional's
+    /// placeholder (`APP_MODULE`).
+    pub fn flag(&self) -> String {
+        match self.long {
+            Some(long) => format!("--{long}"),
+            None => self.meta.to_string(),
+        }
+    }
+
+    /// Every spelling for --help and the docs: `-b ADDRESS, --bind ADDRESS`.
+    pub fn spellings(&self) -> Vec<String> {
+        let meta = if self.kind.takes_value() {
+            format!(" {}", self.meta)
+        } else {
+            String::new()
+        };
+        let mut out = Vec::new();
+        if let Some(c) = self.short {
+            out.push(format!("-{c}{meta}"));
+        }
+        for long in self.long.iter().chain(self.aliases) {
+            out.push(format!("--{long}{meta}"));
+        }
+        if self.long.is_none() {
+            out.push(self.meta.to_string());
+        }
+        out
+    }
+}

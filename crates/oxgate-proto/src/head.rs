@@ -1,0 +1,329 @@
+//! Request-head parsing and validation (RFC 9112 sections 2-3, 5-6): limits,
+//! request-target forms, Host, and the body-framing decision that stops smuggling.
+
+use memchr::memchr;
+
+use crate::error::ProtoError;
+use crate::syntax::{is_field_value_byte, is_tchar, trim_ows};
+use crate::{framing, request_line};
+
+/// gunicorn's ceiling for `limit_request_line`; 0 also means this.
+pub const MAX_REQUEST_LINE: usize = 8190;
+/// gunicorn's ceiling for `limit_request_fields`; 0 also means this.
+pub const MAX_HEADERS: usize = 32768;
+/// What `limit_request_field_size = 0` ("unlimited") really allows: a bound
+/// must remain, or one endless header line would grow the buffer forever.
+pub const MAX_HEADER_SIZE_UNLIMITED: usize = 65536;
+
+/// Limits with gunicorn's names and meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Max bytes of the request line (without CRLF). gunicorn: 4094.
+    pub max_request_line: usize,
+    /// Max number of header fields. gunicorn: 100.
+    pub max_headers: usize,
+    /// Max bytes of one header field line (name, colon, value). gunicorn: 8190.
+    pub max_header_size: usize,
+}
+
+impl Limits {
+    /// The limits `parse_head` really applies, clamped like gunicorn does:
+    /// `max_request_line` 0 or above 8190 becomes 8190, `max_headers` 0 or
+    /// above 32768 becomes 32768, `max_header_size` 0 becomes 65536.
+    pub fn effective(&self) -> Limits {
+        let clamp = |v: usize, max: usize| if v == 0 || v > max { max } else { v };
+        Limits {
+            max_request_line: clamp(self.max_request_line, MAX_REQUEST_LINE),
+            max_headers: clamp(self.max_headers, MAX_HEADERS),
+            max_header_size: if self.max_header_size == 0 {
+                MAX_HEADER_SIZE_UNLIMITED
+            } else {
+                self.max_header_size
+            },
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 4094,
+            max_headers: 100,
+            max_header_size: 8190,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// One header field as received (name case preserved, value trimmed of OWS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+/// How the request body is delimited (RFC 9112 section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    /// The request-target exactly as sent (RAW_URI).
+    pub target: String,
+    /// Path part of the target, still percent-encoded; "*" for asterisk-form;
+    /// for absolute-form only the path ("/" if empty).
+    pub path: String,
+    /// Query string without '?', raw.
+    pub query: String,
+    pub version: Version,
+    pub headers: Vec<Header>,
+    pub framing: BodyFraming,
+    /// Whether the connection may stay open after this request (RFC 9112 9.3).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (HTTP/1.1 only).
+    pub expect_continue: bool,
+    /// Host from an absolute-form target, else the Host header, if any.
+    pub host: Option<String>,
+}
+
+impl RequestHead {
+    /// First header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_slice())
+    }
+}
+
+/// Whether any Connection header of `head` lists `token` (case-insensitive,
+/// RFC 9110 section 7.6.1), e.g. "close", "keep-alive" or "upgrade".
+pub fn connection_has_token(head: &RequestHead, token: &str) -> bool {
+    head.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| crate::syntax::list_elements(&h.value))
+        .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+#[derive(Debug)]
+pub enum Parsed {
+    /// A full head; the usize is how many bytes of the buffer it took.
+    Complete(Box<RequestHead>, usize),
+    /// Need more bytes; nothing over a limit so far.
+    Partial,
+}
+
+/// Parse a request head from the start of `buf`.
+///
+/// Leading empty lines (CRLF, or a lone LF) before the request line are
+/// skipped as RFC 9112 section 2.2 allows, up to `max_request_line` bytes of
+/// them. Every other line must end in CRLF. Returns `Partial` until the blank
+/// line arrives, and an error as soon as the bytes so far already break a
+/// rule or a limit (over-long or garbage request line, too many fields, an
+/// over-long or malformed field line), so a caller that re-parses the growing
+/// buffer after each read never buffers more than the limits allow.
+///
+/// `Complete(head, consumed)`: `consumed` counts the skipped empty lines, the
+/// request line, the field lines and the final CRLF; the body (if any) starts
+/// at `buf[consumed]`. The function is stateless: call it again on the whole
+/// buffer when more bytes arrive.
+pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
+    let lim = limits.effective();
+    let Some(start) = skip_empty_lines(buf, lim.max_request_line)? else {
+        return Ok(Parsed::Partial);
+    };
+    let rest = buf.get(start..).unwrap_or_default();
+    let line = match take_line(rest, lim.max_request_line, ProtoError::UriTooLong)? {
+        Line::Complete(line) => line,
+        Line::Partial(prefix) => {
+            // Refuse early what can never become a valid request line, so a
+            // client cannot make us wait for the rest of garbage.
+            if !prefix.iter().all(|&b| (0x20..=0x7e).contains(&b)) {
+                return Err(bad("control or non-ASCII byte in request line"));
+            }
+            return Ok(Parsed::Partial);
+        }
+    };
+    let request_line = request_line::parse(line, lim.max_request_line)?;
+    let mut pos = start + line.len() + 2;
+
+    let mut headers: Vec<Header> = Vec::with_capacity(16);
+    loop {
+        let rest = buf.get(pos..).unwrap_or_default();
+        match rest {
+            [] | [b'\r'] => return Ok(Parsed::Partial),
+            [b'\r', b'\n', ..] => {
+                pos += 2;
+                break;
+            }
+            [b'\r', ..] => return Err(bad("bare CR in header section")),
+            [b'\n', ..] => return Err(bad("bare LF in header section")),
+            // RFC 9112 section 5.2: obs-fold is refused with 400 outside
+            // message/http; section 2.2: so is whitespace before the first
+            // field line. Both are classic ways to hide a header from a proxy.
+            [b' ' | b'\t', ..] => return Err(bad("obsolete line folding or leading whitespace")),
+            _ => {}
+        }
+        if headers.len() >= lim.max_headers {
+            return Err(ProtoError::HeaderFieldsTooLarge("too many header fields"));
+        }
+        let too_long = ProtoError::HeaderFieldsTooLarge("header field line too long");
+        match take_line(rest, lim.max_header_size, too_long)? {
+            Line::Complete(line) => {
+                headers.push(parse_field(line)?);
+                pos += line.len() + 2;
+            }
+            Line::Partial(prefix) => {
+                check_partial_field(prefix)?;
+                return Ok(Parsed::Partial);
+            }
+        }
+    }
+
+    let decided = framing::decide(request_line.version, &headers)?;
+    let head = RequestHead {
+        method: request_line.method,
+        target: request_line.target,
+        path: request_line.path,
+        query: request_line.query,
+        version: request_line.version,
+        headers,
+        framing: decided.framing,
+        keep_alive: decided.keep_alive,
+        expect_continue: decided.expect_continue,
+        // RFC 9112 section 3.2.2: an absolute-form target's authority wins
+        // over the Host header.
+        host: request_line.host.or(decided.host),
+    };
+    Ok(Parsed::Complete(Box::new(head), pos))
+}
+
+const fn bad(why: &'static str) -> ProtoError {
+    ProtoError::BadRequest(why)
+}
+
+/// Skip the empty lines RFC 9112 section 2.2 lets a server ignore before the
+/// request line (left over after a body by some clients). Both CRLF and a
+/// lone LF count: they carry no framing, so tolerating them cannot
+/// desynchronise anyone. More than `max` bytes of them is abuse.
+/// Returns None when the buffer ends inside them.
+fn skip_empty_lines(buf: &[u8], max: usize) -> Result<Option<usize>, ProtoError> {
+    let mut pos = 0;
+    loop {
+        match buf.get(pos..).unwrap_or_default() {
+            [b'\r', b'\n', ..] => pos += 2,
+            [b'\n', ..] => pos += 1,
+            [] | [b'\r'] => return Ok(None),
+            _ => return Ok(Some(pos)),
+        }
+        if pos > max {
+            return Err(bad("too many empty lines before the request line"));
+        }
+    }
+}
+
+enum Line<'a> {
+    /// The line's content, CRLF excluded.
+    Complete(&'a [u8]),
+    /// No LF yet: the bytes so far, without a trailing CR that may be the
+    /// start of the CRLF.
+    Partial(&'a [u8]),
+}
+
+/// The next CRLF-terminated line of `rest`, refused with `too_long` as soon as
+/// its content must exceed `max` bytes, complete or not. Only a window of
+/// `max + 2` bytes is searched, so an endless line costs O(limit) per call.
+fn take_line(rest: &[u8], max: usize, too_long: ProtoError) -> Result<Line<'_>, ProtoError> {
+    let window = &rest[..rest.len().min(max.saturating_add(2))];
+    match memchr(b'\n', window) {
+        Some(lf) => match window[..lf].split_last() {
+            Some((b'\r', content)) if content.len() > max => Err(too_long),
+            Some((b'\r', content)) => Ok(Line::Complete(content)),
+            // RFC 9112 section 2.2 allows a lone LF as terminator, but a
+            // proxy that does not would see a different message: refuse.
+            _ => Err(bad("bare LF line ending")),
+        },
+        None => {
+            let content = match window.split_last() {
+                Some((b'\r', content)) => content,
+                _ => window,
+            };
+            if content.len() > max {
+                Err(too_long)
+            } else {
+                Ok(Line::Partial(content))
+            }
+        }
+    }
+}
+
+/// `field-line = field-name ":" OWS field-value OWS` (RFC 9112 section 5).
+fn parse_field(line: &[u8]) -> Result<Header, ProtoError> {
+    let colon = memchr(b':', line).ok_or(bad("header line without colon"))?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    check_name(name)?;
+    check_value(value)?;
+    let name = std::str::from_utf8(name).map_err(|_| bad("invalid header name"))?;
+    Ok(Header {
+        name: name.to_owned(),
+        value: trim_ows(value).to_vec(),
+    })
+}
+
+/// What is already wrong in an unfinished field line.
+fn check_partial_field(prefix: &[u8]) -> Result<(), ProtoError> {
+    match memchr(b':', prefix) {
+        Some(colon) => {
+            check_name(&prefix[..colon])?;
+            check_value(&prefix[colon + 1..])
+        }
+        None if prefix.iter().all(|&b| is_tchar(b)) => Ok(()),
+        None => check_name(prefix),
+    }
+}
+
+fn check_name(name: &[u8]) -> Result<(), ProtoError> {
+    if name.is_empty() {
+        return Err(bad("empty header name"));
+    }
+    if let Some(&b) = name.iter().find(|&&b| !is_tchar(b)) {
+        // RFC 9112 section 5.1: no whitespace between name and colon, MUST
+        // answer 400 (a proxy might strip it and see another header).
+        return Err(bad(if b == b' ' || b == b'\t' {
+            "whitespace between header name and colon"
+        } else {
+            "invalid header name"
+        }));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8]) -> Result<(), ProtoError> {
+    // RFC 9110 section 5.5: CR, LF and NUL MUST be refused or replaced; we
+    // refuse them and every other control but HTAB. obs-text is kept.
+    if value.iter().all(|&b| is_field_value_byte(b)) {
+        Ok(())
+    } else {
+        Err(bad("control character in header value"))
+    }
+}

@@ -1,0 +1,297 @@
+//! The request line (RFC 9112 section 3): method, request-target forms,
+//! HTTP version, and the authority syntax shared with the Host header. Only
+//! judges one line; limits on the buffer and header rules live in `head`.
+
+use memchr::memchr;
+
+use crate::error::ProtoError;
+use crate::head::Version;
+use crate::syntax::is_token;
+
+/// A request line that passed every check.
+#[derive(Debug)]
+pub(crate) struct RequestLine {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
+    pub(crate) version: Version,
+    /// The authority of an absolute-form target (RFC 9112 section 3.2.2).
+    pub(crate) host: Option<String>,
+}
+
+const fn bad(why: &'static str) -> ProtoError {
+    ProtoError::BadRequest(why)
+}
+
+/// Parse `line` (the request line without its CRLF).
+///
+/// The order of checks is deliberate: length first (414 is what gunicorn
+/// answers for an over-long line, whatever is in it), then bytes, then the
+/// version (so the HTTP/2 preface `PRI * HTTP/2.0` is a 505, not a 400 for
+/// its asterisk-form), then method and target.
+pub(crate) fn parse(line: &[u8], max_len: usize) -> Result<RequestLine, ProtoError> {
+    if line.len() > max_len {
+        return Err(ProtoError::UriTooLong);
+    }
+    // Method, target and version are all printable ASCII; a control byte
+    // (bare CR, NUL, HTAB) or obs-text in the line is never valid here.
+    if !line.iter().all(|&b| (0x20..=0x7e).contains(&b)) {
+        return Err(bad("control or non-ASCII byte in request line"));
+    }
+    // RFC 9112 section 3: exactly one SP between the three parts. We do not
+    // take the lenient "any whitespace" parse the RFC permits: a proxy and
+    // this server must split the line the same way.
+    let sp1 = memchr(b' ', line).ok_or(bad("request line has no request-target"))?;
+    let (method, rest) = (&line[..sp1], &line[sp1 + 1..]);
+    // "GET /" without a version is HTTP/0.9, which we do not speak.
+    let sp2 = memchr(b' ', rest).ok_or(bad("request line has no HTTP version"))?;
+    let (target, version) = (&rest[..sp2], &rest[sp2 + 1..]);
+    if memchr(b' ', version).is_some() {
+        return Err(bad("extra space in request line"));
+    }
+    let version = parse_version(version)?;
+    if !is_token(method) {
+        return Err(bad("method is not a token"));
+    }
+    if target.is_empty() {
+        return Err(bad("empty request-target"));
+    }
+    let method = ascii_string(method)?;
+    let form = parse_target(&method, target)?;
+    Ok(RequestLine {
+        target: ascii_string(target)?,
+        method,
+        path: form.path,
+        query: form.query,
+        version,
+        host: form.host,
+    })
+}
+
+/// `HTTP-version = HTTP-name "/" DIGIT "." DIGIT` (RFC 9112 section 2.3);
+/// HTTP-name is case-sensitive.
+fn parse_version(v: &[u8]) -> Result<Version, ProtoError> {
+    match v {
+        b"HTTP/1.1" => Ok(Version::Http11),
+        b"HTTP/1.0" => Ok(Version::Http10),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(ProtoError::VersionNotSupported)
+        }
+        _ => Err(bad("malformed HTTP version")),
+    }
+}
+
+struct TargetParts {
+    path: String,
+    query: String,
+    host: Option<String>,
+}
+
+/// The four request-target forms of RFC 9112 section 3.2.
+fn parse_target(method: &str, target: &[u8]) -> Result<TargetParts, ProtoError> {
+    // A fragment is never sent (RFC 9110 section 4.2.4); one here means the
+    // client or an intermediary is confused about where the URI ends.
+    if memchr(b'#', target).is_some() {
+        return Err(bad("fragment in request-target"));
+    }
+    // authority-form exists only for CONNECT (section 3.2.3), and a WSGI
+    // server has no tunnel to offer.
+    if method == "CONNECT" {
+        return Err(ProtoError::NotImplemented("CONNECT"));
+    }
+    if target == b"*" {
+        // asterisk-form is only for a server-wide OPTIONS (section 3.2.4).
+        if method != "OPTIONS" {
+            return Err(bad("asterisk-form request-target without OPTIONS"));
+        }
+        return Ok(TargetParts {
+            path: "*".to_owned(),
+            query: String::new(),
+            host: None,
+        });
+    }
+    if target.first() == Some(&b'/') {
+        let (path, query) = split_query(target);
+        return Ok(TargetParts {
+            path: ascii_string(path)?,
+            query: ascii_string(query)?,
+            host: None,
+        });
+    }
+    parse_absolute(target)
+}
+
+/// absolute-form (RFC 9112 section 3.2.2): only http and https make sense for
+/// an origin server; the authority replaces the Host header.
+fn parse_absolute(target: &[u8]) -> Result<TargetParts, ProtoError> {
+    let after_scheme = strip_prefix_ignore_case(target, b"http://")
+        .or_else(|| strip_prefix_ignore_case(target, b"https://"))
+        .ok_or(bad(
+            "request-target is not origin-form or an http(s) absolute-form",
+        ))?;
+    let auth_end = after_scheme
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(after_scheme.len());
+    let (authority, rest) = after_scheme.split_at(auth_end);
+    // userinfo is deprecated for http(s) (RFC 9110 section 4.2.4) and a classic
+    // way to make two parsers disagree on the host.
+    if memchr(b'@', authority).is_some() {
+        return Err(bad("userinfo in request-target"));
+    }
+    // An http(s) URI with an empty host is invalid (RFC 9110 section 4.2.1).
+    if !valid_authority(authority) || matches!(authority.first(), None | Some(b':')) {
+        return Err(bad("invalid authority in request-target"));
+    }
+    let (path, query) = split_query(rest);
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        ascii_string(path)?
+    };
+    Ok(TargetParts {
+        path,
+        query: ascii_string(query)?,
+        host: Some(ascii_string(authority)?),
+    })
+}
+
+/// Split at the first '?' (RFC 3986 section 3.4); the '?' belongs to neither.
+fn split_query(s: &[u8]) -> (&[u8], &[u8]) {
+    match memchr(b'?', s) {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, &[]),
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+fn ascii_string(bytes: &[u8]) -> Result<String, ProtoError> {
+    // Callers pass bytes already checked to be ASCII; the error arm is for
+    // the type system, not a reachable path.
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| bad("non-ASCII byte in request line"))
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 section 7.2 / RFC 3986 section 3.2),
+/// as in a Host header or an absolute-form target. An empty value is
+/// accepted here (a Host header may be empty); a port with no host is not.
+pub(crate) fn valid_authority(a: &[u8]) -> bool {
+    if a.is_empty() {
+        return true;
+    }
+    let (host_ok, rest) = if a.first() == Some(&b'[') {
+        // IP-literal: "[" ( IPv6address / IPvFuture ) "]". We check the
+        // character set, not the full IPv6 grammar: what matters is that the
+        // brackets delimit it and nothing else hides inside.
+        match memchr(b']', a) {
+            Some(close) => {
+                let literal = &a[1..close];
+                let ok = !literal.is_empty()
+                    && literal
+                        .iter()
+                        .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':');
+                (ok, &a[close + 1..])
+            }
+            None => (false, &a[..0]),
+        }
+    } else {
+        let end = memchr(b':', a).unwrap_or(a.len());
+        let (host, rest) = a.split_at(end);
+        (!host.is_empty() && valid_reg_name(host), rest)
+    };
+    let port_ok = match rest.split_first() {
+        None => true,
+        // port = *DIGIT (RFC 3986 section 3.2.3), so "host:" is allowed.
+        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    host_ok && port_ok
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` minus ','; covers IPv4 too.
+fn valid_reg_name(host: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = host.get(i) {
+        if b == b'%' {
+            let hex = host.get(i + 1..i + 3);
+            if !matches!(hex, Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else if is_unreserved(b) || (is_sub_delim(b) && b != b',') {
+            // ',' is a sub-delim, but no DNS name has one and it is exactly
+            // what two Host lines joined into a list (RFC 9110 section 5.3)
+            // by an intermediary look like: refuse it.
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_accepts_names_ports_and_ip_literals() {
+        for ok in [
+            &b""[..],
+            b"example.com",
+            b"example.com:8080",
+            b"example.com:",
+            b"127.0.0.1:80",
+            b"[::1]",
+            b"[::1]:8000",
+            b"my_host.local",
+            b"xn--bcher-kva.example",
+            b"a%41b",
+        ] {
+            assert!(valid_authority(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+    }
+
+    #[test]
+    fn authority_refuses_whitespace_slash_userinfo_and_controls() {
+        for bad in [
+            &b"exa mple.com"[..],
+            b"example.com/",
+            b"user@example.com",
+            b"example.com\x00",
+            b"example.com:80x",
+            b":80",
+            b"[::1",
+            b"[]",
+            b"[::1]x",
+            b"a%4",
+            b"a%zz",
+            b"caf\xc3\xa9.fr",
+            b"a:1:2",
+            b"a,b",
+        ] {
+            assert!(!valid_authority(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! `wsgi.input` (PEP 3333 "Input and Error Streams"): read, readline,
+//! readlines and iteration over the request body, never past its end.
+//! Waiting for body bytes happens without the GIL.
+
+use std::sync::Mutex;
+
+use bytes::{Bytes, BytesMut};
+use oxgate_server::{BodyError, RequestBody};
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+struct State {
+    body: RequestBody,
+    /// Bytes received but not yet handed to the app.
+    pending: BytesMut,
+    eof: bool,
+}
+
+#[pyclass(module = "oxgate", name = "Input", frozen)]
+pub struct WsgiInput {
+    // Taken out while a read waits without the GIL, so a second thread
+    // reading the same stream gets an error instead of a deadlock.
+    state: Mutex<Option<State>>,
+}
+
+impl WsgiInput {
+    pub fn new(body: RequestBody) -> Self {
+        let (pending, eof) = match &body {
+            RequestBody::Full(b) => (BytesMut::from(&b[..]), true),
+            RequestBody::Stream(_) => (BytesMut::new(), false),
+        };
+        WsgiInput {
+            state: Mutex::new(Some(State { body, pending, eof })),
+        }
+    }
+
+    fn with_state<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(Python<'_>, &mut State) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let taken = self
+            .state
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("wsgi.input is broken"))?
+            .take();
+        let Some(mut state) = taken else {
+            return Err(PyRuntimeError::new_err(
+                "wsgi.input is being read by another thread",
+            ));
+        };
+        let out = f(py, &mut state);
+        if let Ok(mut slot) = self.state.lock() {
+            *slot = Some(state);
+        }
+        out
+    }
+}
+
+impl State {
+    /// Pull one more piece from the connection; false at the end.
+    fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let RequestBody::Stream(stream) = &mut self.body else {
+            self.eof = true;
+            return Ok(false);
+        };
+        let next: Result<Option<Bytes>, BodyError> = py.detach(|| stream.next_blocking());
+        match next {
+            Ok(Some(chunk)) => {
+                self.pending.extend_from_slice(&chunk);
+                Ok(true)
+            }
+            Ok(None) => {
+                self.eof = true;
+                Ok(false)
+            }
+            Err(e) => {
+                self.eof = true;
+                Err(PyOSError::new_err(e.to_string()))
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.pending.len());
+        self.pending.split_to(n).freeze()
+    }
+
+    fn read(&mut self, py: Python<'_>, size: Option<usize>) -> PyResult<Bytes> {
+        match size {
+            Some(n) => {
+                while self.pending.len() < n && self.fill(py)? {}
+                Ok(self.take(n))
+            }
+            None => {
+                while self.fill(py)? {}
+                Ok(self.take(self.pending.len()))
+            }
+        }
+    }
+
+    fn readline(&mut self, py: Python<'_>, limit: Option<usize>) -> PyResult<Bytes> {
+        let mut scanned = 0;
+        loop {
+            if let Some(i) = memchr(&self.pending[scanned..]) {
+                let end = scanned + i + 1;
+                return Ok(self.take(limit.map_or(end, |l| l.min(end))));
+            }
+            scanned = self.pending.len();
+            if limit.is_some_and(|l| scanned >= l) || !self.fill(py)? {
+                return Ok(self.take(limit.unwrap_or(usize::MAX)));
+            }
+        }
+    }
+}
+
+fn memchr(hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == b'\n')
+}
+
+/// Python's convention: None or a negative size means "all".
+fn size_arg(size: Option<i64>) -> Option<usize> {
+    size.and_then(|s| usize::try_from(s).ok())
+}
+
+#[pymethods]
+impl WsgiInput {
+    #[pyo3(signature = (size=None))]
+    fn read<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
+        let data = self.with_state(py, |py, s| s.read(py, size_arg(size)))?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    #[pyo3(signature = (size=None))]
+    fn readline<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
+        let data = self.with_state(py, |py, s| s.readline(py, size_arg(size)))?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    #[pyo3(signature = (hint=None))]
+    fn readlines<'py>(&self, py: Python<'py>, hint: Option<i64>) -> PyResult<Bound<'py, PyList>> {
+        let hint = size_arg(hint).filter(|h| *h > 0);
+        let lines = self.with_state(py, |py, s| {
+            let mut lines = Vec::new();
+            let mut total = 0;
+            loop {
+                let line = s.readline(py, None)?;
+                if line.is_empty() {
+                    break;
+                }
+                total += line.len();
+                lines.push(line);
+                if hint.is_some_and(|h| total >= h) {
+                    break;
+                }
+            }
+            Ok(lines)
+        })?;
+        PyList::new(py, lines.iter().map(|l| PyBytes::new(py, l)))
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.with_state(py, |py, s| s.readline(py, None))?;
+        Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
+    }
+
+    /// Bytes already received and not yet read; for tests and debugging.
+    fn _buffered(&self) -> usize {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| s.pending.len()))
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,27 @@
+//! The `oxgate._oxgate` extension: the only crate that touches Python. App
+//! loading, the PEP 3333 objects, and the threads that call the app.
+
+use pyo3::prelude::*;
+
+mod app;
+mod cli;
+mod config_file;
+mod environ;
+mod errors;
+mod fail;
+mod file_wrapper;
+mod input;
+mod pool;
+mod respond;
+mod start_response;
+mod traceback;
+
+#[pymodule]
+fn _oxgate(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(cli::run, m)?)?;
+    m.add_class::<file_wrapper::FileWrapper>()?;
+    m.add_class::<input::WsgiInput>()?;
+    m.add_class::<errors::WsgiErrors>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

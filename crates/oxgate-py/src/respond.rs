@@ -1,0 +1,170 @@
+//! Calling the app for one request and driving its response iterable to
+//! the connection (PEP 3333 "Specification Details"), with close() called
+//! on every path: normal end, app exception, client disconnect.
+
+use std::fs::File;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use oxgate_server::{Request, ResponseMsg};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::environ::{build_environ, AppContext};
+use crate::file_wrapper::FileWrapper;
+use crate::input::WsgiInput;
+use crate::start_response::{
+    lock, send_body, send_msg, send_whole, set_length_if_missing, type_name, Core, SendError,
+    SharedCore, StartResponse,
+};
+use crate::traceback::format_exception;
+
+/// How driving the iterable ended.
+enum Outcome {
+    Done,
+    Disconnected,
+    Failed(PyErr),
+}
+
+pub fn handle(py: Python<'_>, app: &Py<PyAny>, ctx: &Arc<AppContext>, req: Request) {
+    let Request {
+        head,
+        body,
+        conn,
+        responder,
+    } = req;
+    let core = Core::new(responder);
+    let outcome = (|| -> PyResult<Outcome> {
+        let input = Py::new(py, WsgiInput::new(body))?;
+        let environ = build_environ(py, ctx, &head, &conn, input)?;
+        let start = Py::new(py, StartResponse { core: core.clone() })?;
+        let result = app.bind(py).call1((environ, start))?;
+        let outcome = drive(py, &core, &result);
+        // PEP 3333: close() whatever happened while iterating.
+        if let Ok(true) = result.hasattr("close") {
+            if let Err(e) = result.call_method0("close") {
+                log::error!(
+                    "Error closing response of {} {}\n{}",
+                    head.method,
+                    head.path,
+                    format_exception(py, &e)
+                );
+            }
+        }
+        Ok(outcome)
+    })()
+    .unwrap_or_else(Outcome::Failed);
+    match outcome {
+        Outcome::Done => {}
+        Outcome::Disconnected => {
+            log::debug!("client went away during {} {}", head.method, head.path);
+        }
+        Outcome::Failed(e) => {
+            log::error!(
+                "Error handling request {} {}\n{}",
+                head.method,
+                head.target,
+                format_exception(py, &e)
+            );
+            // Before the head went out the I/O side answers 500; after, it
+            // cuts the connection. Either way the app's response is over.
+            lock(&core).abandon();
+        }
+    }
+}
+
+fn drive(py: Python<'_>, core: &SharedCore, result: &Bound<'_, PyAny>) -> Outcome {
+    let sent = match drive_inner(py, core, result) {
+        Ok(sent) => sent,
+        Err(e) => return Outcome::Failed(e),
+    };
+    match sent {
+        Ok(()) => Outcome::Done,
+        Err(SendError::Disconnected) => Outcome::Disconnected,
+        Err(e @ SendError::NoHead) => Outcome::Failed(e.into()),
+    }
+}
+
+fn drive_inner(
+    py: Python<'_>,
+    core: &SharedCore,
+    result: &Bound<'_, PyAny>,
+) -> PyResult<Result<(), SendError>> {
+    // A list or tuple is all in memory: one write with a Content-Length.
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        let mut whole = BytesMut::new();
+        for item in result.try_iter()? {
+            whole.extend_from_slice(body_bytes(&item?)?.as_bytes());
+        }
+        return Ok(send_whole(py, core, whole.freeze()));
+    }
+    if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if let Some(sent) = try_sendfile(py, core, wrapper.get())? {
+            return Ok(sent);
+        }
+    }
+    for item in result.try_iter()? {
+        let item = item?;
+        let chunk = body_bytes(&item)?;
+        if let Err(e) = send_body(py, core, Bytes::copy_from_slice(chunk.as_bytes())) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(send_msg(py, core, ResponseMsg::End))
+}
+
+fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
+    item.cast::<PyBytes>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "response body items must be bytes, not {}",
+            type_name(item)
+        ))
+    })
+}
+
+/// The zero-copy path: a FileWrapper around a regular file is sent by the
+/// kernel from the file's current position. None: not a real file, iterate.
+fn try_sendfile(
+    py: Python<'_>,
+    core: &SharedCore,
+    wrapper: &FileWrapper,
+) -> PyResult<Option<Result<(), SendError>>> {
+    let filelike = wrapper.filelike.bind(py);
+    let Some(fd) = filelike
+        .call_method0("fileno")
+        .ok()
+        .and_then(|f| f.extract::<i32>().ok())
+        .filter(|fd| *fd >= 0)
+    else {
+        return Ok(None);
+    };
+    // SAFETY: the fd came from the file object, which we keep alive (and
+    // open) for the duration of this borrow; we only dup it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let Ok(owned) = borrowed.try_clone_to_owned() else {
+        return Ok(None);
+    };
+    let file = File::from(owned);
+    let Ok(meta) = file.metadata() else {
+        return Ok(None);
+    };
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    // Buffered Python files may have read ahead; tell() is where the app is.
+    let offset = match filelike
+        .call_method0("tell")
+        .and_then(|t| t.extract::<u64>())
+    {
+        Ok(pos) => pos,
+        Err(_) => return Ok(None),
+    };
+    let len = meta.len().saturating_sub(offset);
+    set_length_if_missing(core, len);
+    Ok(Some(
+        send_msg(py, core, ResponseMsg::File { file, offset, len })
+            .and_then(|()| send_msg(py, core, ResponseMsg::End)),
+    ))
+}

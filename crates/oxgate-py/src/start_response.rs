@@ -1,0 +1,292 @@
+//! `start_response` and the `write()` it returns (PEP 3333 "The
+//! start_response() Callable"): validation, exc_info, and the rule that
+//! headers leave only with the first body bytes.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use oxgate_proto::response::{
+    is_hop_by_hop, parse_content_length, validate_header, validate_status,
+};
+use oxgate_server::{Responder, ResponseHead, ResponseMsg};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+
+/// The response as the app has shaped it so far.
+pub struct Core {
+    responder: Option<Responder>,
+    pending: Option<ResponseHead>,
+    pub head_sent: bool,
+}
+
+pub type SharedCore = Arc<Mutex<Core>>;
+
+/// Why body bytes could not go out.
+pub enum SendError {
+    NoHead,
+    Disconnected,
+}
+
+impl From<SendError> for PyErr {
+    fn from(e: SendError) -> PyErr {
+        match e {
+            SendError::NoHead => {
+                PyRuntimeError::new_err("response body sent before start_response() was called")
+            }
+            SendError::Disconnected => PyOSError::new_err("client disconnected"),
+        }
+    }
+}
+
+pub fn lock(core: &SharedCore) -> MutexGuard<'_, Core> {
+    // A panic while holding this lock cannot leave it half-updated in a way
+    // that matters more than serving on; take the data back.
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Core {
+    pub fn new(responder: Responder) -> SharedCore {
+        Arc::new(Mutex::new(Core {
+            responder: Some(responder),
+            pending: None,
+            head_sent: false,
+        }))
+    }
+
+    pub fn has_head(&self) -> bool {
+        self.pending.is_some() || self.head_sent
+    }
+
+    /// Take the pending head for sending, plus a sender to send it with.
+    pub fn take_head(&mut self) -> Result<(Option<ResponseHead>, Responder), SendError> {
+        let responder = self.responder.clone().ok_or(SendError::Disconnected)?;
+        if self.head_sent {
+            return Ok((None, responder));
+        }
+        let head = self.pending.take().ok_or(SendError::NoHead)?;
+        self.head_sent = true;
+        Ok((Some(head), responder))
+    }
+
+    pub fn disconnect(&mut self) {
+        self.responder = None;
+    }
+
+    /// Give up the response: dropping the sender without `End` tells the
+    /// I/O side to answer 500 or cut the connection.
+    pub fn abandon(&mut self) {
+        self.responder = None;
+        self.pending = None;
+    }
+}
+
+/// Send body bytes, with the head first if it has not gone yet. Empty data
+/// sends nothing (PEP 3333: headers wait for the first non-empty block).
+pub fn send_body(py: Python<'_>, core: &SharedCore, data: Bytes) -> Result<(), SendError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let (head, responder) = lock(core).take_head()?;
+    let sent = py.detach(|| {
+        if let Some(head) = head {
+            responder.send_blocking(ResponseMsg::Head(head))?;
+        }
+        responder.send_blocking(ResponseMsg::Body(data))
+    });
+    sent.map_err(|_| {
+        lock(core).disconnect();
+        SendError::Disconnected
+    })
+}
+
+/// Send a message that needs no head handling (File, End), head first if due.
+pub fn send_msg(py: Python<'_>, core: &SharedCore, msg: ResponseMsg) -> Result<(), SendError> {
+    let (head, responder) = lock(core).take_head()?;
+    let sent = py.detach(|| {
+        let msg = match (head, msg) {
+            // Nothing was sent and nothing more will be: one message.
+            (Some(head), ResponseMsg::End) => ResponseMsg::Whole(head, Bytes::new()),
+            (Some(head), msg) => {
+                responder.send_blocking(ResponseMsg::Head(head))?;
+                msg
+            }
+            (None, msg) => msg,
+        };
+        responder.send_blocking(msg)
+    });
+    let result = sent.map_err(|_| SendError::Disconnected);
+    lock(core).disconnect_if(result.is_err());
+    result
+}
+
+/// Send the head and the whole body at once (a list or tuple result).
+pub fn send_whole(py: Python<'_>, core: &SharedCore, body: Bytes) -> Result<(), SendError> {
+    let (head, responder) = lock(core).take_head()?;
+    let sent = py.detach(|| match head {
+        Some(head) => responder.send_blocking(ResponseMsg::Whole(head, body)),
+        None => {
+            if !body.is_empty() {
+                responder.send_blocking(ResponseMsg::Body(body))?;
+            }
+            responder.send_blocking(ResponseMsg::End)
+        }
+    });
+    let result = sent.map_err(|_| SendError::Disconnected);
+    lock(core).disconnect_if(result.is_err());
+    result
+}
+
+impl Core {
+    fn disconnect_if(&mut self, yes: bool) {
+        if yes {
+            self.responder = None;
+        }
+    }
+}
+
+/// Set the app's Content-Length on the pending head when it has none.
+pub fn set_length_if_missing(core: &SharedCore, len: u64) {
+    if let Some(head) = lock(core).pending.as_mut() {
+        head.content_length.get_or_insert(len);
+    }
+}
+
+#[pyclass(module = "oxgate", name = "StartResponse", frozen)]
+pub struct StartResponse {
+    pub core: SharedCore,
+}
+
+#[pyclass(module = "oxgate", name = "Write", frozen)]
+pub struct Write {
+    core: SharedCore,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Write> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let core = lock(&self.core);
+            match exc_info {
+                // PEP 3333: too late to change the status; re-raise the error.
+                Some(info) if core.head_sent => return Err(reraise(info)),
+                Some(_) => {}
+                None if core.has_head() => {
+                    return Err(PyRuntimeError::new_err(
+                        "start_response() called a second time without exc_info",
+                    ))
+                }
+                None => {}
+            }
+        }
+        let head = parse_head(status, headers)?;
+        lock(&self.core).pending = Some(head);
+        let _ = py;
+        Ok(Write {
+            core: self.core.clone(),
+        })
+    }
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let bytes = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data)))
+        })?;
+        send_body(py, &self.core, Bytes::copy_from_slice(bytes.as_bytes()))?;
+        Ok(())
+    }
+}
+
+fn reraise(info: &Bound<'_, PyAny>) -> PyErr {
+    let value = info.cast::<PyTuple>().ok().and_then(|t| t.get_item(1).ok());
+    match value {
+        Some(v) => PyErr::from_value(v),
+        None => PyTypeError::new_err("exc_info must be a (type, value, traceback) tuple"),
+    }
+}
+
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<ResponseHead> {
+    let status = status.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "status must be a str like '200 OK', not {}",
+            type_name(status)
+        ))
+    })?;
+    let status_line = status.to_cow()?.into_owned();
+    let code = validate_status(&status_line).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let mut head = ResponseHead {
+        status: code,
+        status_line,
+        headers: Vec::new(),
+        content_length: None,
+        close: false,
+    };
+    if !(headers.is_instance_of::<pyo3::types::PyList>() || headers.is_instance_of::<PyTuple>()) {
+        return Err(PyTypeError::new_err(format!(
+            "response headers must be a list of (name, value) tuples, not {}",
+            type_name(headers)
+        )));
+    }
+    for item in headers.try_iter()? {
+        let item = item?;
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "each response header must be a (name, value) tuple, got {}",
+                    item.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?;
+        let (name, value) = (pair.get_item(0)?, pair.get_item(1)?);
+        let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+            return Err(PyTypeError::new_err(format!(
+                "header names and values must be str, got ({}, {})",
+                type_name(&name),
+                type_name(&value)
+            )));
+        };
+        let (name, value) = (name.to_cow()?, value.to_cow()?);
+        let (name, value) = (name.as_ref(), value.as_ref());
+        validate_header(name, value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(value).ok_or_else(|| {
+                PyValueError::new_err(format!("invalid Content-Length header {value:?}"))
+            })?;
+            head.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("connection") {
+            // The server owns connection management; honour only "close".
+            if value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            {
+                head.close = true;
+            }
+        } else if is_hop_by_hop(name) {
+            // PEP 3333: hop-by-hop headers are the server's business; the
+            // framing is ours, so drop rather than send two framings.
+            log::debug!("dropping hop-by-hop response header {name}");
+        } else {
+            head.headers.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(head)
+}

@@ -1,0 +1,296 @@
+//! Reading request bodies off the connection: in full before the app is
+//! called when small, else pumped into the app's `wsgi.input` as it reads.
+//! Framing rules come from oxgate-proto; this module only moves bytes.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use oxgate_proto::{BodyFraming, ChunkedDecoder, DecodeStep, ProtoError};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+
+use crate::handler::{BodyError, BodyStream, RequestBody};
+use crate::stream::Stream;
+
+/// Largest piece handed to the app in one message.
+const PIECE: usize = 64 * 1024;
+/// Pieces in flight between the connection and the app.
+const DEPTH: usize = 4;
+
+enum Kind {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// What reading ahead of the app found.
+pub enum Prepared {
+    Ready(RequestBody),
+    /// Still arriving: the pump feeds the stream while the app runs.
+    Streaming(RequestBody, Pump),
+}
+
+/// Read a small body whole before the app runs, so a slow upload never
+/// holds a Python thread. Streams when the body is larger than `limit` or
+/// the client waits for `100 Continue`.
+pub async fn prepare(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    framing: BodyFraming,
+    expect_continue: bool,
+    limit: usize,
+    max_line: usize,
+    wait: Duration,
+) -> Result<Prepared, ProtoError> {
+    let kind = match framing {
+        BodyFraming::None | BodyFraming::Length(0) => {
+            return Ok(Prepared::Ready(RequestBody::Full(Bytes::new())))
+        }
+        BodyFraming::Length(n) => Kind::Length(n),
+        BodyFraming::Chunked => Kind::Chunked(ChunkedDecoder::new(max_line)),
+    };
+    if expect_continue {
+        return Ok(streaming(Kind::into_pump(kind), Bytes::new(), true));
+    }
+    let mut collected = BytesMut::new();
+    let mut pump = kind.into_pump();
+    loop {
+        match pump.decode(buf)? {
+            Piece::Data(data) => {
+                collected.extend_from_slice(&data);
+                if collected.len() > limit {
+                    return Ok(streaming(pump, collected.freeze(), false));
+                }
+            }
+            Piece::End => return Ok(Prepared::Ready(RequestBody::Full(collected.freeze()))),
+            Piece::NeedMore => {
+                if let Kind::Length(n) = pump.kind {
+                    if collected.len() as u64 + n > limit as u64 {
+                        return Ok(streaming(pump, collected.freeze(), false));
+                    }
+                }
+                match timeout(wait, stream.read_buf(buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    // The client went away or stalled: nobody is left to answer.
+                    _ => return Err(ProtoError::BadRequest("incomplete request body")),
+                }
+            }
+        }
+    }
+}
+
+fn streaming(pump: Pump, first: Bytes, expect_continue: bool) -> Prepared {
+    let (tx, rx) = mpsc::channel(DEPTH + 1);
+    if !first.is_empty() {
+        // A fresh channel has room for it.
+        let _ = tx.try_send(Ok(first));
+    }
+    let (want_tx, want_rx) = oneshot::channel();
+    let (want, waiting) = if expect_continue {
+        (Some(want_tx), Some(want_rx))
+    } else {
+        (None, None)
+    };
+    let body = RequestBody::Stream(BodyStream {
+        rx,
+        want,
+        done: false,
+    });
+    Prepared::Streaming(
+        body,
+        Pump {
+            tx: Some(tx),
+            waiting,
+            ..pump
+        },
+    )
+}
+
+impl Kind {
+    fn into_pump(self) -> Pump {
+        Pump {
+            kind: self,
+            tx: None,
+            waiting: None,
+            finished: false,
+            failed: false,
+        }
+    }
+}
+
+enum Piece {
+    Data(Bytes),
+    End,
+    NeedMore,
+}
+
+/// Moves a body from the socket to the app, one piece per `step`.
+pub struct Pump {
+    kind: Kind,
+    tx: Option<mpsc::Sender<Result<Bytes, BodyError>>>,
+    /// Set while the app has not asked for the body of an
+    /// `Expect: 100-continue` request.
+    waiting: Option<oneshot::Receiver<()>>,
+    finished: bool,
+    failed: bool,
+}
+
+pub enum Step {
+    /// The app asked for the body: send `100 Continue` now.
+    Continue,
+    Progress,
+    /// The app let go of wsgi.input; stop pumping.
+    Abandoned,
+}
+
+impl Pump {
+    /// The whole body was read off the connection.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The connection cannot be reused: the body's end is unknown.
+    pub fn spoiled(&self) -> bool {
+        self.failed || (!self.finished && self.waiting.is_some())
+    }
+
+    /// Is there anything left for `step` to do?
+    pub fn active(&self) -> bool {
+        !self.failed && (self.tx.is_some() || self.waiting.is_some())
+    }
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Piece, ProtoError> {
+        match &mut self.kind {
+            Kind::Length(0) => {
+                self.finished = true;
+                Ok(Piece::End)
+            }
+            Kind::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Piece::NeedMore);
+                }
+                let n = buf
+                    .len()
+                    .min(PIECE)
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                Ok(Piece::Data(buf.split_to(n).freeze()))
+            }
+            Kind::Chunked(dec) => {
+                let (used, step) = dec.decode(buf)?;
+                let piece = match step {
+                    DecodeStep::Data(d) => Piece::Data(Bytes::copy_from_slice(d)),
+                    DecodeStep::Done => {
+                        self.finished = true;
+                        Piece::End
+                    }
+                    DecodeStep::NeedMore => Piece::NeedMore,
+                };
+                buf.advance(used);
+                // A decoder may consume framing without yielding data.
+                if let (Piece::NeedMore, true) = (&piece, used > 0 && !buf.is_empty()) {
+                    return self.decode(buf);
+                }
+                Ok(piece)
+            }
+        }
+    }
+
+    /// Deliver the next piece to the app. Cancel-safe: dropping the future
+    /// loses nothing (reads land in `buf`, sends happen only with a permit).
+    pub async fn step(&mut self, stream: &mut Stream, buf: &mut BytesMut, wait: Duration) -> Step {
+        if let Some(waiting) = &mut self.waiting {
+            let asked = waiting.await.is_ok();
+            self.waiting = None;
+            if !asked {
+                self.tx = None;
+                return Step::Abandoned;
+            }
+            return Step::Continue;
+        }
+        let Some(tx) = self.tx.clone() else {
+            return Step::Abandoned;
+        };
+        let Ok(permit) = tx.reserve().await else {
+            self.tx = None;
+            return Step::Abandoned;
+        };
+        loop {
+            let piece = match self.decode(buf) {
+                Ok(piece) => piece,
+                Err(e) => {
+                    permit.send(Err(BodyError::Invalid(e.to_string())));
+                    return self.fail();
+                }
+            };
+            match piece {
+                Piece::Data(d) => {
+                    permit.send(Ok(d));
+                    return Step::Progress;
+                }
+                Piece::End => {
+                    permit.send(Ok(Bytes::new()));
+                    self.tx = None;
+                    return Step::Progress;
+                }
+                Piece::NeedMore => match timeout(wait, stream.read_buf(buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(_) => {
+                        permit.send(Err(BodyError::Disconnected));
+                        return self.fail();
+                    }
+                    Err(_) => {
+                        permit.send(Err(BodyError::TimedOut));
+                        return self.fail();
+                    }
+                },
+            }
+        }
+    }
+
+    fn fail(&mut self) -> Step {
+        self.failed = true;
+        self.tx = None;
+        Step::Progress
+    }
+
+    /// After the response: read and discard what the app left unread, up
+    /// to `limit` bytes, so the connection can serve the next request.
+    /// Returns whether the connection is still usable.
+    pub async fn drain(
+        &mut self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        limit: u64,
+        wait: Duration,
+    ) -> bool {
+        if self.finished {
+            return true;
+        }
+        if self.spoiled() {
+            return false;
+        }
+        if let Kind::Length(left) = self.kind {
+            if left > limit {
+                return false;
+            }
+        }
+        let mut seen = 0u64;
+        loop {
+            match self.decode(buf) {
+                Ok(Piece::End) => return true,
+                Ok(Piece::Data(d)) => {
+                    seen += d.len() as u64;
+                    if seen > limit {
+                        return false;
+                    }
+                }
+                Ok(Piece::NeedMore) => match timeout(wait, stream.read_buf(buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return false,
+                },
+                Err(_) => return false,
+            }
+        }
+    }
+}

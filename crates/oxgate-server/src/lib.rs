@@ -1,0 +1,19 @@
+//! oxgate's I/O side: listeners, connections, HTTP/1.1 framing on the wire,
+//! logs. Generic over `Handler`; must not depend on pyo3.
+
+pub mod access_log;
+mod body;
+mod conn;
+mod date;
+pub mod handler;
+pub mod logging;
+pub mod server;
+mod stream;
+mod write;
+
+pub use access_log::AccessLog;
+pub use handler::{
+    BodyError, BodyStream, ConnInfo, Disconnected, Handler, Request, RequestBody, Responder,
+    ResponseHead, ResponseMsg,
+};
+pub use server::{run, BindError, Listener, Settings, Shared, Stopped};

@@ -1,0 +1,314 @@
+//! Binding listeners, the accept loops, signals and graceful shutdown of
+//! one worker process. Runs a current-thread tokio runtime; the app side
+//! lives behind `Handler`.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxgate_config::Bind;
+use oxgate_proto::Limits;
+use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{watch, Notify};
+
+use crate::access_log::AccessLog;
+use crate::conn;
+use crate::handler::{ConnInfo, Handler};
+use crate::stream::Stream;
+
+/// Connection-level settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    /// Idle time allowed between requests on a kept-alive connection.
+    pub keepalive: Duration,
+    /// Time allowed for a whole request head to arrive.
+    pub head_timeout: Duration,
+    /// Time allowed between two reads of a request body.
+    pub body_timeout: Duration,
+    /// Bodies up to this size are read before the app is called.
+    pub body_buffer: usize,
+    pub graceful_timeout: Duration,
+}
+
+pub struct Shared {
+    pub settings: Settings,
+    pub handler: Arc<dyn Handler>,
+    pub access_log: Option<AccessLog>,
+    shutdown: watch::Sender<bool>,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+impl Shared {
+    pub fn new(
+        settings: Settings,
+        handler: Arc<dyn Handler>,
+        access_log: Option<AccessLog>,
+    ) -> Self {
+        Shared {
+            settings,
+            handler,
+            access_log,
+            shutdown: watch::channel(false).0,
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+/// A bound, listening socket, made before the runtime (and, later, before fork).
+pub enum Listener {
+    Tcp(StdTcpListener),
+    Unix(StdUnixListener, PathBuf),
+}
+
+/// Why a bind failed, with the address as the user wrote it.
+#[derive(Debug)]
+pub struct BindError {
+    pub address: String,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = match self.error.kind() {
+            io::ErrorKind::AddrInUse => " (is another server running? pick another --bind)",
+            io::ErrorKind::PermissionDenied => {
+                " (ports below 1024 need privileges; pick another --bind)"
+            }
+            io::ErrorKind::AddrNotAvailable => " (that address is not on this machine)",
+            _ => "",
+        };
+        write!(f, "cannot listen on {}: {}{hint}", self.address, self.error)
+    }
+}
+
+impl Listener {
+    pub fn bind(bind: &Bind, backlog: i32) -> Result<Listener, BindError> {
+        let address = describe(bind);
+        let fail = |error| BindError {
+            address: address.clone(),
+            error,
+        };
+        match bind {
+            Bind::Tcp { host, port } => {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let addr = (host, *port)
+                    .to_socket_addrs()
+                    .map_err(fail)?
+                    .next()
+                    .ok_or_else(|| fail(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
+                bind_tcp(addr, backlog).map(Listener::Tcp).map_err(fail)
+            }
+            Bind::Unix(path) => {
+                // A socket file left by a previous run would make bind fail.
+                if let Ok(meta) = std::fs::symlink_metadata(path) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if meta.file_type().is_socket() {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                let l = StdUnixListener::bind(path).map_err(fail)?;
+                l.set_nonblocking(true).map_err(fail)?;
+                Ok(Listener::Unix(l, path.clone()))
+            }
+        }
+    }
+
+    /// "http://127.0.0.1:8000" or "unix:/path", for the Listening line.
+    pub fn url(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("http://{a}"),
+                Err(_) => "http://?".to_owned(),
+            },
+            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+fn describe(bind: &Bind) -> String {
+    match bind {
+        Bind::Tcp { host, port } if host.contains(':') && !host.starts_with('[') => {
+            format!("[{host}]:{port}")
+        }
+        Bind::Tcp { host, port } => format!("{host}:{port}"),
+        Bind::Unix(path) => format!("unix:{}", path.display()),
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<StdTcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Restarts must not wait for TIME_WAIT sockets of the previous run.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// How the worker stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM: in-flight requests finished (or the graceful timeout passed).
+    Graceful,
+    /// SIGINT / SIGQUIT: stop now.
+    Fast,
+}
+
+/// Serve on `listeners` until a signal says stop.
+pub fn run(listeners: Vec<Listener>, shared: Arc<Shared>) -> io::Result<Stopped> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stopped = rt.block_on(async move {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut quit = signal(SignalKind::quit())?;
+        let mut unix_paths = Vec::new();
+        for l in listeners {
+            match l {
+                Listener::Tcp(l) => {
+                    let l = TcpListener::from_std(l)?;
+                    tokio::spawn(accept_tcp(l, shared.clone()));
+                }
+                Listener::Unix(l, path) => {
+                    let l = UnixListener::from_std(l)?;
+                    tokio::spawn(accept_unix(l, shared.clone()));
+                    unix_paths.push(path);
+                }
+            }
+        }
+        let how = tokio::select! {
+            _ = term.recv() => Stopped::Graceful,
+            _ = int.recv() => Stopped::Fast,
+            _ = quit.recv() => Stopped::Fast,
+        };
+        let _ = shared.shutdown.send(true);
+        if how == Stopped::Graceful {
+            log::info!("Shutting down: waiting for in-flight requests");
+            let drained = tokio::time::timeout(shared.settings.graceful_timeout, async {
+                while shared.active.load(Ordering::SeqCst) > 0 {
+                    let wait = shared.idle.notified();
+                    if shared.active.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    wait.await;
+                }
+            });
+            tokio::select! {
+                res = drained => if res.is_err() {
+                    log::warn!("graceful timeout passed with requests still running");
+                },
+                _ = int.recv() => {},
+                _ = quit.recv() => {},
+            }
+        }
+        for path in unix_paths {
+            let _ = std::fs::remove_file(path);
+        }
+        io::Result::Ok(how)
+    })?;
+    // Connection tasks still running are dropped here, closing their sockets.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    Ok(stopped)
+}
+
+/// Counts a connection as active for its whole life.
+struct Active(Arc<Shared>);
+
+impl Active {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        Active(shared)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
+    let local = listener.local_addr().ok();
+    let (name, port) = match local {
+        Some(a) => (a.ip().to_string(), a.port().to_string()),
+        None => (String::new(), String::new()),
+    };
+    let mut stop = shared.shutdown_signal();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((sock, peer)) => {
+                let _ = sock.set_nodelay(true);
+                let info = Arc::new(ConnInfo {
+                    peer: Some(peer),
+                    server_name: name.clone(),
+                    server_port: port.clone(),
+                });
+                let guard = Active::new(shared.clone());
+                tokio::spawn(async move {
+                    conn::serve(Stream::Tcp(sock), info, guard.0.clone()).await;
+                    drop(guard);
+                });
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
+    let info = Arc::new(ConnInfo {
+        peer: None,
+        server_name: "localhost".to_owned(),
+        server_port: String::new(),
+    });
+    let mut stop = shared.shutdown_signal();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((sock, _)) => {
+                let guard = Active::new(shared.clone());
+                let info = info.clone();
+                tokio::spawn(async move {
+                    conn::serve(Stream::Unix(sock), info, guard.0.clone()).await;
+                    drop(guard);
+                });
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+/// Out of descriptors or memory: say so and back off instead of spinning.
+async fn accept_failed(e: io::Error) {
+    log::error!("accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}

@@ -1,0 +1,198 @@
+//! Serializes response heads and the server's own error responses
+//! (RFC 9112 section 4, RFC 9110 section 6.6). Framing is decided by the
+//! caller with `oxgate_proto::response::response_framing`.
+
+use oxgate_proto::{ResponseFraming, Version};
+
+use crate::date::with_http_date;
+use crate::handler::ResponseHead;
+
+pub const SERVER: &str = "oxgate";
+
+/// Append the status line and headers of `head` to `out`.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    version: Version,
+    head: &ResponseHead,
+    framing: ResponseFraming,
+    keep_alive: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(head.status_line.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    let mut has_server = false;
+    for (name, value) in &head.headers {
+        has_date |= name.eq_ignore_ascii_case("date");
+        has_server |= name.eq_ignore_ascii_case("server");
+        push_header(out, name, value);
+    }
+    match framing {
+        ResponseFraming::Length(n) => push_length(out, n),
+        ResponseFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        // RFC 9110 8.6: never a Content-Length on 1xx or 204; on HEAD and
+        // 304 it tells the length a GET would have had.
+        ResponseFraming::NoBody => {
+            if let Some(n) = head.content_length {
+                if head.status >= 200 && head.status != 204 {
+                    push_length(out, n);
+                }
+            }
+        }
+        ResponseFraming::CloseDelimited => {}
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    if !has_date {
+        with_http_date(|d| push_header(out, "Date", d));
+    }
+    if !has_server {
+        push_header(out, "Server", SERVER);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    // Values were checked to be latin-1 by start_response: send the code
+    // points as single bytes, not as UTF-8.
+    if value.is_ascii() {
+        out.extend_from_slice(value.as_bytes());
+    } else {
+        out.extend(
+            value
+                .chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
+        );
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A complete response the server makes itself (errors, overload), always
+/// with a short text body and `Connection: close` unless `keep_alive`.
+pub fn simple_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+    keep_alive: bool,
+) {
+    let body = format!("{status} {reason}\n");
+    let head = ResponseHead {
+        status,
+        status_line: format!("{status} {reason}"),
+        headers: std::iter::once(("Content-Type", "text/plain; charset=utf-8"))
+            .chain(extra.iter().copied())
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect(),
+        content_length: None,
+        close: !keep_alive,
+    };
+    write_head(
+        out,
+        Version::Http11,
+        &head,
+        ResponseFraming::Length(body.len() as u64),
+        keep_alive,
+    );
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// Append a chunk-size line for `len` bytes (RFC 9112 7.1).
+pub fn chunk_header(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(format!("{len:X}\r\n").as_bytes());
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn head(status: u16, headers: &[(&str, &str)]) -> ResponseHead {
+        ResponseHead {
+            status,
+            status_line: format!("{status} X"),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            content_length: None,
+            close: false,
+        }
+    }
+
+    #[test]
+    fn head_has_date_server_and_length() {
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            Version::Http11,
+            &head(200, &[]),
+            ResponseFraming::Length(5),
+            true,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 X\r\n"));
+        assert!(text.contains("Content-Length: 5\r\n"));
+        assert!(text.contains("Date: "));
+        assert!(text.contains("Server: oxgate\r\n"));
+        assert!(!text.contains("Connection"));
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn latin1_header_value_is_sent_as_single_bytes() {
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            Version::Http11,
+            &head(200, &[("X-A", "é")]),
+            ResponseFraming::NoBody,
+            true,
+        );
+        assert!(out.windows(6).any(|w| w == b"X-A: \xe9"));
+    }
+
+    #[test]
+    fn http10_keep_alive_is_announced_and_close_is_explicit() {
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            Version::Http10,
+            &head(200, &[]),
+            ResponseFraming::Length(0),
+            true,
+        );
+        assert!(String::from_utf8_lossy(&out).contains("Connection: keep-alive\r\n"));
+        out.clear();
+        write_head(
+            &mut out,
+            Version::Http11,
+            &head(200, &[]),
+            ResponseFraming::Chunked,
+            false,
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.contains("Transfer-Encoding: chunked\r\n"));
+    }
+
+    #[test]
+    fn no_content_length_on_204() {
+        let mut h = head(204, &[]);
+        h.content_length = Some(3);
+        let mut out = Vec::new();
+        write_head(&mut out, Version::Http11, &h, ResponseFraming::NoBody, true);
+        assert!(!String::from_utf8_lossy(&out).contains("Content-Length"));
+    }
+}

@@ -1,0 +1,55 @@
+import json
+import sys
+
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from .forms import EntryForm
+from .models import Entry
+
+
+@require_http_methods(["GET", "POST"])
+def index(request):
+    if request.method == "POST":
+        form = EntryForm(request.POST)
+        if form.is_valid():
+            form.save()
+            return redirect("guestbook:index")
+    else:
+        form = EntryForm()
+    entries = Entry.objects.all()[:50]
+    return render(request, "guestbook/index.html", {"form": form, "entries": entries})
+
+
+@require_GET
+def entries_json(request):
+    return JsonResponse({"entries": [e.as_dict() for e in Entry.objects.all()[:100]]})
+
+
+@require_GET
+def server_info(request):
+    """What the WSGI server handed Django: used by the end-to-end tests."""
+    meta = request.META
+    return JsonResponse(
+        {
+            "server_software": meta.get("SERVER_SOFTWARE", ""),
+            "script_name": meta.get("SCRIPT_NAME", ""),
+            "path_info": meta.get("PATH_INFO", ""),
+            "path": request.path,
+            "query": request.GET.dict(),
+            "python": sys.version.split()[0],
+            "multithread": bool(meta.get("wsgi.multithread")),
+        },
+        json_dumps_params={"sort_keys": True},
+    )
+
+
+@require_http_methods(["POST"])
+def echo_json(request):
+    """Echo a JSON body back; CSRF applies, so clients send the token header."""
+    try:
+        payload = json.loads(request.body or b"null")
+    except ValueError:
+        return JsonResponse({"error": "invalid JSON"}, status=400)
+    return JsonResponse({"received": payload})

@@ -1,0 +1,3 @@
+"""An app module whose `application` is not callable: oxgate must refuse to start."""
+
+application = 42

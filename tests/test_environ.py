@@ -1,0 +1,189 @@
+"""The WSGI environ (PEP 3333 / CGI): every key, as the app sees it."""
+
+from __future__ import annotations
+
+import pytest
+from support import simple_request
+
+
+@pytest.fixture
+def echo(oxgate):
+    return oxgate("echo_env")
+
+
+def environ_for(server, request: bytes) -> dict:
+    with server.connect() as conn:
+        conn.send(request)
+        resp = conn.read_response()
+        env = resp.json()
+        env["_client_port"] = conn.local_port
+    assert resp.status == 200, resp
+    return env
+
+
+def test_request_method_is_passed_as_sent(echo):
+    assert environ_for(echo, simple_request("PATCH", "/"))["REQUEST_METHOD"] == "PATCH"
+    assert environ_for(echo, simple_request("GET", "/"))["REQUEST_METHOD"] == "GET"
+
+
+def test_script_name_is_empty_by_default(echo):
+    env = environ_for(echo, simple_request(target="/x"))
+    assert env["SCRIPT_NAME"] == ""
+    assert env["PATH_INFO"] == "/x"
+
+
+def test_path_info_is_percent_decoded_and_carried_as_latin1(echo):
+    env = environ_for(echo, simple_request(target="/caf%C3%A9"))
+    assert env["PATH_INFO"] == "/caf\u00c3\u00a9"  # 'cafÃ©': the UTF-8 bytes as latin-1
+    assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/caf\u00e9"
+
+
+def test_path_info_decodes_encoded_slash_and_space(echo):
+    env = environ_for(echo, simple_request(target="/a%2Fb/c%20d"))
+    assert env["PATH_INFO"] == "/a/b/c d"
+
+
+def test_query_string_is_raw(echo):
+    env = environ_for(echo, simple_request(target="/q?a=%20b&c=d%2F&e=caf%C3%A9&f"))
+    assert env["QUERY_STRING"] == "a=%20b&c=d%2F&e=caf%C3%A9&f"
+
+
+def test_query_string_is_empty_without_query(echo):
+    assert environ_for(echo, simple_request(target="/q"))["QUERY_STRING"] == ""
+
+
+def test_content_type_and_content_length_are_cgi_keys_not_http_keys(echo):
+    env = environ_for(
+        echo,
+        simple_request("POST", "/", headers=[("Content-Type", "application/x-test")], body=b"abc"),
+    )
+    assert env["CONTENT_TYPE"] == "application/x-test"
+    assert env["CONTENT_LENGTH"] == "3"
+    assert "HTTP_CONTENT_TYPE" not in env
+    assert "HTTP_CONTENT_LENGTH" not in env
+    assert env["_body"] == "abc"
+
+
+def test_server_name_and_port_are_str(echo):
+    env = environ_for(echo, simple_request(host=f"127.0.0.1:{echo.port}"))
+    assert isinstance(env["SERVER_NAME"], str) and env["SERVER_NAME"]
+    assert env["SERVER_PORT"] == str(echo.port)
+
+
+def test_server_port_without_host_header_is_the_listening_port(echo):
+    env = environ_for(echo, simple_request(version="HTTP/1.0", host=None))
+    assert env["SERVER_PORT"] == str(echo.port)
+    assert env["SERVER_NAME"]
+
+
+def test_server_protocol_is_the_request_version(echo):
+    assert environ_for(echo, simple_request())["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert environ_for(echo, simple_request(version="HTTP/1.0"))["SERVER_PROTOCOL"] == "HTTP/1.0"
+
+
+def test_remote_addr_and_remote_port_are_the_client_socket(echo):
+    env = environ_for(echo, simple_request())
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["REMOTE_PORT"] == str(env["_client_port"])
+
+
+def test_raw_uri_is_the_request_target_exactly_as_sent(echo):
+    env = environ_for(echo, simple_request(target="/caf%C3%A9/%2F?x=%20y"))
+    assert env["RAW_URI"] == "/caf%C3%A9/%2F?x=%20y"
+
+
+def test_http_headers_become_http_keys(echo):
+    env = environ_for(
+        echo, simple_request(headers=[("X-Custom-Thing", "value 1"), ("Accept", "text/html")])
+    )
+    assert env["HTTP_X_CUSTOM_THING"] == "value 1"
+    assert env["HTTP_ACCEPT"] == "text/html"
+    assert env["HTTP_HOST"] == "test"
+
+
+def test_repeated_headers_are_joined_with_comma_space(echo):
+    env = environ_for(
+        echo,
+        simple_request(headers=[("X-Multi", "a"), ("Accept", "text/html"), ("X-Multi", "b")]),
+    )
+    assert env["HTTP_X_MULTI"] == "a, b"
+
+
+def test_header_with_underscore_is_dropped(echo):
+    env = environ_for(echo, simple_request(headers=[("X_Forwarded_For", "6.6.6.6")]))
+    assert "HTTP_X_FORWARDED_FOR" not in env
+    assert not any("6.6.6.6" in str(v) for k, v in env.items() if k.startswith("HTTP_"))
+
+
+def test_header_with_underscore_does_not_override_dashed_one(echo):
+    env = environ_for(
+        echo,
+        simple_request(headers=[("X-Forwarded-For", "10.0.0.1"), ("X_Forwarded_For", "6.6.6.6")]),
+    )
+    assert env["HTTP_X_FORWARDED_FOR"] == "10.0.0.1"
+
+
+def test_script_name_comes_from_environment_variable_and_is_stripped_from_path_info(oxgate):
+    server = oxgate("echo_env", extra_env={"SCRIPT_NAME": "/mount"})
+    env = environ_for(server, simple_request(target="/mount/inner/page?x=1"))
+    assert env["SCRIPT_NAME"] == "/mount"
+    assert env["PATH_INFO"] == "/inner/page"
+    assert env["QUERY_STRING"] == "x=1"
+
+
+def test_root_path_option_sets_script_name_and_is_stripped_from_path_info(oxgate):
+    server = oxgate("echo_env", "--root-path", "/prefix")
+    env = environ_for(server, simple_request(target="/prefix/a%20b"))
+    assert env["SCRIPT_NAME"] == "/prefix"
+    assert env["PATH_INFO"] == "/a b"
+
+
+def test_wsgi_version_is_1_0(echo):
+    env = environ_for(echo, simple_request())
+    assert env["wsgi.version"] == [1, 0]
+    assert env["_types"]["wsgi.version"] == "tuple"
+
+
+def test_wsgi_url_scheme_is_http(echo):
+    assert environ_for(echo, simple_request())["wsgi.url_scheme"] == "http"
+
+
+def test_wsgi_input_and_errors_have_the_pep3333_methods(echo):
+    checks = environ_for(echo, simple_request())["_checks"]
+    assert checks["input_methods"]
+    assert checks["errors_methods"]
+
+
+def test_wsgi_file_wrapper_is_callable(echo):
+    assert environ_for(echo, simple_request())["_checks"]["file_wrapper_callable"]
+
+
+def test_wsgi_flags_are_bools_with_run_once_false(echo):
+    env = environ_for(echo, simple_request())
+    for key in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"):
+        assert env["_types"][key] == "bool", key
+    assert env["wsgi.run_once"] is False
+
+
+def test_wsgi_multithread_is_false_with_one_thread(oxgate):
+    server = oxgate("echo_env", "--threads", "1")
+    assert environ_for(server, simple_request())["wsgi.multithread"] is False
+
+
+def test_wsgi_multithread_is_true_with_several_threads(oxgate):
+    server = oxgate("echo_env", "--threads", "4")
+    assert environ_for(server, simple_request())["wsgi.multithread"] is True
+
+
+def test_wsgi_input_terminated_is_true(echo):
+    assert environ_for(echo, simple_request())["wsgi.input_terminated"] is True
+
+
+def test_environ_keys_are_str_and_cgi_values_are_native_str(echo):
+    env = environ_for(
+        echo,
+        simple_request(target="/caf%C3%A9?q=1", headers=[("X-Latin", "caf\u00e9")]),
+    )
+    assert env["_checks"]["all_keys_str"]
+    assert env["_checks"]["cgi_values_str"]
+    assert env["HTTP_X_LATIN"] == "caf\u00e9"  # obs-text bytes arrive as latin-1

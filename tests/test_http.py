@@ -1,0 +1,359 @@
+"""HTTP/1.1 behaviour seen on the wire: keep-alive, pipelining, framing, limits, refusals."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from datetime import datetime, timezone
+
+import pytest
+from support import app_calls, simple_request
+
+
+@pytest.fixture
+def counter(oxgate):
+    return oxgate("counter")
+
+
+@pytest.fixture
+def echo(oxgate):
+    return oxgate("echo_env")
+
+
+# --- connection management --------------------------------------------------------------
+
+
+def test_http11_keep_alive_serves_several_requests_on_one_connection(echo):
+    with echo.connect() as conn:
+        ports = []
+        for i in range(3):
+            resp = conn.request(simple_request(target=f"/ka/{i}"))
+            assert resp.status == 200
+            assert resp.json()["PATH_INFO"] == f"/ka/{i}"
+            ports.append(resp.json()["REMOTE_PORT"])
+            assert (resp.header("Connection") or "").lower() != "close"
+        assert len(set(ports)) == 1
+        assert not conn.is_closed_by_peer(0.3)
+
+
+def test_pipelined_requests_are_answered_in_order(echo):
+    with echo.connect() as conn:
+        conn.send(
+            simple_request(target="/p/1")
+            + simple_request("POST", "/p/2", body=b"second body")
+            + simple_request(target="/p/3")
+        )
+        first, second, third = (conn.read_response() for _ in range(3))
+    assert [r.json()["PATH_INFO"] for r in (first, second, third)] == ["/p/1", "/p/2", "/p/3"]
+    assert second.json()["_body"] == "second body"
+    assert first.json()["_body"] == third.json()["_body"] == ""
+
+
+def test_pipelined_requests_sent_byte_by_byte_are_all_answered(echo):
+    data = simple_request(target="/b/1") + simple_request("POST", "/b/2", body=b"xyz")
+    with echo.connect() as conn:
+        for i in range(len(data)):
+            conn.send(data[i : i + 1])
+        first, second = conn.read_response(), conn.read_response()
+    assert first.json()["PATH_INFO"] == "/b/1"
+    assert second.json()["_body"] == "xyz"
+
+
+def test_http10_request_without_keep_alive_gets_response_then_close(echo):
+    with echo.connect() as conn:
+        resp = conn.request(simple_request(version="HTTP/1.0", host=None))
+        assert resp.status == 200
+        assert resp.version in ("HTTP/1.0", "HTTP/1.1")
+        assert resp.json()["SERVER_PROTOCOL"] == "HTTP/1.0"
+        assert conn.wait_closed(5) == b""
+
+
+def test_http10_request_with_keep_alive_keeps_connection_open(echo):
+    req = simple_request(version="HTTP/1.0", headers=[("Connection", "keep-alive")])
+    with echo.connect() as conn:
+        first = conn.request(req)
+        assert first.status == 200
+        assert (first.header("Connection") or "").lower() == "keep-alive"
+        second = conn.request(req)
+        assert second.status == 200
+        assert first.json()["REMOTE_PORT"] == second.json()["REMOTE_PORT"]
+
+
+def test_http11_connection_close_request_closes_after_response(echo):
+    with echo.connect() as conn:
+        resp = conn.request(simple_request(headers=[("Connection", "close")]))
+        assert resp.status == 200
+        assert (resp.header("Connection") or "").lower() == "close"
+        assert conn.wait_closed(5) == b""
+
+
+def test_idle_keep_alive_connection_is_closed_after_keep_alive_seconds(oxgate):
+    server = oxgate("echo_env", "--keep-alive", "1")
+    with server.connect() as conn:
+        assert conn.request(simple_request()).status == 200
+        started = time.monotonic()
+        assert conn.wait_closed(8) == b""
+        assert time.monotonic() - started < 6
+
+
+# --- request bodies ----------------------------------------------------------------------
+
+
+def test_chunked_request_body_with_trailers_is_dechunked_and_trailers_not_passed(echo):
+    body = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: secret\r\nX-Other: 2\r\n\r\n"
+    req = simple_request("POST", "/chunked", headers=[("Transfer-Encoding", "chunked")])
+    with echo.connect() as conn:
+        conn.send(req + body + simple_request(target="/after"))
+        resp = conn.read_response()
+        after = conn.read_response()
+    env = resp.json()
+    assert resp.status == 200
+    assert env["_body"] == "hello, world"
+    assert "HTTP_X_TRAILER" not in env and "HTTP_X_OTHER" not in env
+    assert after.json()["PATH_INFO"] == "/after"
+
+
+def test_expect_100_continue_is_sent_when_app_reads_input_then_final_response(oxgate):
+    server = oxgate("input_app")
+    head = simple_request(
+        "POST",
+        "/?op=read",
+        headers=[("Content-Length", "11"), ("Expect", "100-continue")],
+    )
+    with server.connect() as conn:
+        conn.send(head)
+        interim = conn.read_response(allow_informational=True)
+        assert interim.status == 100, interim
+        conn.send(b"hello world")
+        final = conn.read_response()
+    assert final.status == 200
+    assert final.json()["pieces"] == ["hello world"]
+
+
+def test_expect_100_continue_is_not_sent_when_app_does_not_read_input(oxgate):
+    server = oxgate("input_app")
+    head = simple_request(
+        "POST",
+        "/?op=none",
+        headers=[("Content-Length", "11"), ("Expect", "100-continue")],
+    )
+    with server.connect() as conn:
+        conn.send(head)  # the body is never sent: the server must not wait for it
+        first = conn.read_response(allow_informational=True)
+    assert first.status == 200, f"expected the final response without a 100 first: {first}"
+    assert first.json()["op"] == "none"
+
+
+# --- methods, targets, headers -----------------------------------------------------------
+
+
+def test_head_response_has_headers_of_get_but_no_body(oxgate):
+    server = oxgate("responses")
+    with server.connect() as conn:
+        get = conn.request(simple_request(target="/single"))
+        conn.send(simple_request("HEAD", "/single") + simple_request(target="/single"))
+        head = conn.read_response(method="HEAD")
+        again = conn.read_response()
+    assert head.status == 200
+    assert head.body == b""
+    assert head.header("Content-Length") == get.header("Content-Length") == str(len(get.body))
+    assert again.body == get.body == b"single item body"
+
+
+def test_absolute_form_request_target_is_routed_by_its_path(echo):
+    with echo.connect() as conn:
+        resp = conn.request(
+            simple_request(target="http://example.test:8080/abs/path?x=1&y=2", host="example.test")
+        )
+    env = resp.json()
+    assert resp.status == 200
+    assert env["PATH_INFO"] == "/abs/path"
+    assert env["QUERY_STRING"] == "x=1&y=2"
+
+
+def test_responses_carry_date_and_server_headers(echo):
+    with echo.connect() as conn:
+        resp = conn.request(simple_request())
+    assert (resp.header("Server") or "").lower().startswith("oxgate")
+    date = email.utils.parsedate_to_datetime(resp.header("Date"))
+    assert resp.header("Date").endswith("GMT")
+    assert abs((datetime.now(timezone.utc) - date).total_seconds()) < 60
+
+
+def test_error_responses_also_carry_date_and_server_headers(counter):
+    with counter.connect() as conn:
+        resp = conn.request(b"NOT A REQUEST\r\n\r\n")
+    assert resp.status == 400
+    assert resp.has_header("Date")
+    assert (resp.header("Server") or "").lower().startswith("oxgate")
+
+
+# --- limits (gunicorn's meanings, at the boundary) ---------------------------------------
+
+
+def _request_line_of(length: int) -> bytes:
+    prefix, suffix = "GET /", " HTTP/1.1"
+    path = "a" * (length - len(prefix) - len(suffix))
+    line = f"{prefix}{path}{suffix}"
+    assert len(line) == length
+    return f"{line}\r\nHost: t\r\n\r\n".encode()
+
+
+def test_request_line_at_limit_request_line_is_accepted(oxgate):
+    server = oxgate("counter", "--limit-request-line", "100")
+    with server.connect() as conn:
+        resp = conn.request(_request_line_of(100))
+    assert resp.status == 200
+    assert app_calls(server) == 1
+
+
+def test_request_line_over_limit_request_line_is_414_and_app_not_called(oxgate):
+    server = oxgate("counter", "--limit-request-line", "100")
+    with server.connect() as conn:
+        resp = conn.request(_request_line_of(101))
+        assert resp.status == 414
+        assert conn.wait_closed(5) == b""
+    assert app_calls(server) == 0
+
+
+def _with_field_count(count: int) -> bytes:
+    headers = [("Host", "t")] + [(f"X-Field-{i}", "v") for i in range(count - 1)]
+    return simple_request(headers=headers)
+
+
+def test_header_count_at_limit_request_fields_is_accepted(oxgate):
+    server = oxgate("counter", "--limit-request-fields", "10")
+    with server.connect() as conn:
+        resp = conn.request(_with_field_count(10))
+    assert resp.status == 200
+
+
+def test_header_count_over_limit_request_fields_is_431_and_app_not_called(oxgate):
+    server = oxgate("counter", "--limit-request-fields", "10")
+    with server.connect() as conn:
+        resp = conn.request(_with_field_count(11))
+        assert resp.status == 431
+        assert conn.wait_closed(5) == b""
+    assert app_calls(server) == 0
+
+
+def _with_field_line_of(size: int) -> bytes:
+    """A request whose X-Big field line, counted as gunicorn does (CRLF included), is `size`."""
+    name = "X-Big: "
+    value = "v" * (size - len(name) - 2)
+    assert len(f"{name}{value}\r\n") == size
+    return f"GET / HTTP/1.1\r\nHost: t\r\n{name}{value}\r\n\r\n".encode()
+
+
+def test_header_field_at_limit_request_field_size_is_accepted(oxgate):
+    """gunicorn counts a field as `name: value` plus its CRLF against the limit."""
+    server = oxgate("counter", "--limit-request-field_size", "200")
+    with server.connect() as conn:
+        resp = conn.request(_with_field_line_of(200))
+    assert resp.status == 200
+
+
+def test_header_field_over_limit_request_field_size_is_431_and_app_not_called(oxgate):
+    server = oxgate("counter", "--limit-request-field_size", "200")
+    with server.connect() as conn:
+        resp = conn.request(_with_field_line_of(201))
+        assert resp.status == 431
+        assert conn.wait_closed(5) == b""
+    assert app_calls(server) == 0
+
+
+def test_default_limit_request_line_is_4094(counter):
+    with counter.connect() as conn:
+        assert conn.request(_request_line_of(4094)).status == 200
+    with counter.connect() as conn:
+        assert conn.request(_request_line_of(4095)).status == 414
+
+
+# --- malformed and ambiguous requests: 400, connection closed, app never called ----------
+
+BAD_REQUESTS = {
+    "content_length_with_transfer_encoding": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
+    "two_different_content_lengths": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+    ),
+    "content_length_list_with_different_values": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 6\r\n\r\nhello!"
+    ),
+    "transfer_encoding_not_ending_in_chunked": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"
+    ),
+    "transfer_encoding_gzip_only": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nhello"
+    ),
+    "chunked_twice": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"
+    ),
+    "negative_content_length": (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n"),
+    "non_numeric_content_length": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5x\r\n\r\nhello"
+    ),
+    "malformed_request_line": b"GET\r\nHost: t\r\n\r\n",
+    "space_before_header_colon": b"GET / HTTP/1.1\r\nHost : t\r\n\r\n",
+    "header_without_colon": b"GET / HTTP/1.1\r\nHost: t\r\nNoColonHere\r\n\r\n",
+    "obsolete_line_folding": b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n  folded\r\n\r\n",
+    "invalid_chunk_size": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    ),
+    "garbage_http_version": b"GET / HTTP/9.x\r\nHost: t\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_malformed_or_ambiguous_request_is_400_and_closed_and_app_not_called(counter, case):
+    with counter.connect() as conn:
+        conn.send(BAD_REQUESTS[case])
+        resp = conn.read_response()
+        assert resp.status == 400, resp
+        assert conn.wait_closed(5) == b""
+    assert app_calls(counter) == 0
+
+
+def test_content_length_with_transfer_encoding_is_400_and_app_not_called(counter):
+    with counter.connect() as conn:
+        resp = conn.request(BAD_REQUESTS["content_length_with_transfer_encoding"])
+        assert resp.status == 400
+        assert conn.wait_closed(5) == b""
+    assert app_calls(counter) == 0
+
+
+def test_two_different_content_lengths_are_400_and_app_not_called(counter):
+    with counter.connect() as conn:
+        resp = conn.request(BAD_REQUESTS["two_different_content_lengths"])
+        assert resp.status == 400
+        assert conn.wait_closed(5) == b""
+    assert app_calls(counter) == 0
+
+
+def test_transfer_encoding_not_ending_in_chunked_is_400_and_app_not_called(counter):
+    with counter.connect() as conn:
+        resp = conn.request(BAD_REQUESTS["transfer_encoding_not_ending_in_chunked"])
+        assert resp.status == 400
+        assert conn.wait_closed(5) == b""
+    assert app_calls(counter) == 0
+
+
+def test_pipelined_request_after_a_refused_one_is_not_served(counter):
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+    with counter.connect() as conn:
+        conn.send(BAD_REQUESTS["content_length_with_transfer_encoding"] + smuggled)
+        resp = conn.read_response()
+        assert resp.status == 400
+        rest = conn.wait_closed(5)
+    assert b"HTTP/1.1 200" not in rest
+    assert app_calls(counter) == 0
+
+
+def test_server_keeps_serving_after_refusing_a_request(counter):
+    with counter.connect() as conn:
+        assert conn.request(b"BROKEN\r\n\r\n").status == 400
+    with counter.connect() as conn:
+        assert conn.request(simple_request(target="/fine")).status == 200
+    assert app_calls(counter) == 1

@@ -1,0 +1,288 @@
+"""The response side of PEP 3333: start_response, write(), framing, close(), errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from support import (
+    IncompleteResponse,
+    read_events,
+    simple_request,
+    wait_event,
+)
+from wsgi_responses import BAD_RESPONSES
+
+
+@pytest.fixture
+def resp_server(oxgate):
+    return oxgate("wsgi_responses")
+
+
+def get(server, path: str, version: str = "HTTP/1.1", method: str = "GET"):
+    with server.connect() as conn:
+        return conn.request(simple_request(method, path, version=version), method=method)
+
+
+def assert_still_serving(server):
+    resp = get(server, "/single")
+    assert resp.status == 200 and resp.body == b"single item body"
+
+
+# --- start_response validation -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_RESPONSES))
+def test_invalid_status_or_headers_are_a_500_and_an_error_log_line(resp_server, kind):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target=f"/bad/{kind}"))
+        resp = conn.read_response()
+    assert resp.status == 500, resp
+    raw = resp.raw_head.lower()
+    assert b"x-injected" not in raw
+    assert b"x-bad" not in raw
+    assert b"must not be sent" not in resp.body
+    resp_server.wait_for_stderr(r"\[ERROR\]")
+    assert_still_serving(resp_server)
+
+
+def test_invalid_header_response_still_calls_close(resp_server, events_file):
+    assert get(resp_server, "/bad/crlf-in-value").status == 500
+    wait_event(events_file, "close:/bad/crlf-in-value")
+
+
+# --- exc_info ----------------------------------------------------------------------------
+
+
+def test_exc_info_before_headers_are_sent_replaces_the_response(resp_server, events_file):
+    resp = get(resp_server, "/exc-info-before-headers")
+    assert resp.status == 503
+    assert resp.body == b"replaced response"
+    assert resp.header("X-Replaced") == "yes"
+    assert not resp.has_header("X-Discarded")
+    assert "exc-info-before:replaced" in read_events(events_file)
+
+
+def test_exc_info_after_headers_are_sent_is_reraised_and_connection_cut(resp_server, events_file):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target="/exc-info-after-headers"))
+        with pytest.raises(IncompleteResponse) as cut:
+            conn.read_response()
+    assert cut.value.partial.startswith(b"first part;")
+    assert b"must not be sent" not in cut.value.partial
+    wait_event(events_file, "exc-info-after:reraised")
+    assert "exc-info-after:not-reraised" not in read_events(events_file)
+    assert_still_serving(resp_server)
+
+
+def test_second_start_response_without_exc_info_raises(resp_server, events_file):
+    resp = get(resp_server, "/start-response-twice")
+    assert resp.status == 500
+    assert any(e.startswith("twice:raised:") for e in read_events(events_file))
+
+
+# --- write() and framing -----------------------------------------------------------------
+
+
+def test_write_callable_sends_before_the_returned_iterable(resp_server):
+    resp = get(resp_server, "/write")
+    assert resp.status == 200
+    assert resp.body == b"written-returned"
+
+
+def test_write_callable_alone_with_empty_iterable(resp_server):
+    assert get(resp_server, "/write-only").body == b"only written"
+
+
+def test_single_item_iterable_gets_content_length(resp_server):
+    resp = get(resp_server, "/single")
+    assert resp.header("Content-Length") == str(len(b"single item body"))
+    assert not resp.has_header("Transfer-Encoding")
+    assert resp.body == b"single item body"
+
+
+def test_generator_response_is_chunked_on_http11(resp_server):
+    resp = get(resp_server, "/generator")
+    assert resp.chunked
+    assert (resp.header("Transfer-Encoding") or "").lower() == "chunked"
+    assert not resp.has_header("Content-Length")
+    assert resp.body == b"one,two,three"
+
+
+def test_generator_response_on_http10_is_close_delimited(resp_server):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target="/generator", version="HTTP/1.0", host=None))
+        resp = conn.read_head()
+        assert not resp.has_header("Transfer-Encoding")
+        assert not resp.has_header("Content-Length")
+        assert conn.read_until_close() == b"one,two,three"
+
+
+def test_app_content_length_is_honoured_and_extra_bytes_not_sent(resp_server):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target="/cl-longer-body") + simple_request(target="/single"))
+        first = conn.read_response()
+        assert first.header("Content-Length") == "5"
+        assert first.body == b"hello"
+        # the next bytes on the wire must be the next response, not leftovers
+        second = conn.read_response()
+    assert second.status == 200
+    assert second.body == b"single item body"
+
+
+def test_app_content_length_longer_than_body_closes_the_connection(resp_server):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target="/cl-shorter-body"))
+        head = conn.read_head()
+        assert head.header("Content-Length") == "100"
+        assert conn.wait_closed(5) == b"0123456789"
+    assert_still_serving(resp_server)
+
+
+def test_head_request_gets_no_body(resp_server):
+    with resp_server.connect() as conn:
+        conn.send(simple_request("HEAD", "/generator") + simple_request(target="/single"))
+        head = conn.read_response(method="HEAD")
+        nxt = conn.read_response()
+    assert head.status == 200
+    assert nxt.body == b"single item body", "HEAD response body leaked onto the wire"
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_204_and_304_responses_get_no_body(resp_server, code):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target=f"/status?code={code}") + simple_request(target="/single"))
+        resp = conn.read_response()
+        nxt = conn.read_response()
+    assert resp.status == code
+    assert not resp.has_header("Transfer-Encoding")
+    assert nxt.status == 200 and nxt.body == b"single item body", "a body was sent"
+
+
+# --- close() on every path ---------------------------------------------------------------
+
+
+def test_close_is_called_after_a_normal_response(resp_server, events_file):
+    assert get(resp_server, "/generator").status == 200
+    wait_event(events_file, "close:/generator")
+
+
+def test_close_is_called_when_iteration_raises(resp_server, events_file):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target="/raise-midway"))
+        with pytest.raises(IncompleteResponse):
+            conn.read_response()
+    wait_event(events_file, "close:/raise-midway")
+
+
+def test_close_is_called_when_client_disconnects_midway(resp_server, events_file):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target="/endless"))
+        head = conn.read_head()
+        assert head.status == 200
+        conn.abort()
+    wait_event(events_file, "close:/endless", timeout=15)
+    assert_still_serving(resp_server)
+
+
+# --- app exceptions ----------------------------------------------------------------------
+
+
+def test_exception_before_headers_is_500_with_traceback_in_error_log(resp_server):
+    resp = get(resp_server, "/raise-before-headers")
+    assert resp.status == 500
+    assert b"oxgate-test" not in resp.body, "the traceback must not reach the client"
+    resp_server.wait_for_stderr(r"\[ERROR\]")
+    resp_server.wait_for_stderr(r"Traceback \(most recent call last\)")
+    resp_server.wait_for_stderr(r"RuntimeError: oxgate-test: exception before headers")
+    assert_still_serving(resp_server)
+
+
+def test_exception_in_first_iteration_is_500_and_close_called(resp_server, events_file):
+    resp = get(resp_server, "/raise-in-first-next")
+    assert resp.status == 500
+    resp_server.wait_for_stderr(r"RuntimeError: oxgate-test: iteration failed")
+    wait_event(events_file, "close:/raise-in-first-next")
+
+
+def test_exception_after_headers_cuts_the_chunked_response(resp_server):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target="/raise-midway"))
+        head = conn.read_head()
+        assert head.status == 200
+        with pytest.raises(IncompleteResponse):
+            conn._read_chunked(head)  # no terminating zero-size chunk may come
+    resp_server.wait_for_stderr(r"RuntimeError: oxgate-test: iteration failed")
+    assert_still_serving(resp_server)
+
+
+def test_exception_after_headers_on_http10_closes_the_connection(resp_server):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target="/raise-midway-http10", version="HTTP/1.0"))
+        head = conn.read_head()
+        assert head.status == 200
+        assert conn.wait_closed(5) == b"partial;"
+    assert_still_serving(resp_server)
+
+
+# --- wsgi.file_wrapper -------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "payload.bin"
+    path.write_bytes(os.urandom(300_000))
+    return path
+
+
+def test_file_wrapper_sends_a_real_file_completely(resp_server, data_file, events_file):
+    resp = get(resp_server, f"/file?path={data_file}&cl=1")
+    assert resp.status == 200
+    assert resp.header("Content-Length") == str(data_file.stat().st_size)
+    assert resp.body == data_file.read_bytes()
+    wait_event(events_file, "file-closed")
+
+
+def test_file_wrapper_without_content_length_still_sends_the_whole_file(resp_server, data_file):
+    resp = get(resp_server, f"/file?path={data_file}")
+    assert resp.status == 200
+    assert resp.body == data_file.read_bytes()
+
+
+def test_file_wrapper_starts_at_the_file_position(resp_server, data_file):
+    resp = get(resp_server, f"/file?path={data_file}&offset=1000&cl=1")
+    assert resp.header("Content-Length") == str(data_file.stat().st_size - 1000)
+    assert resp.body == data_file.read_bytes()[1000:]
+
+
+def test_file_wrapper_on_http10_sends_the_whole_file(resp_server, data_file):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target=f"/file?path={data_file}", version="HTTP/1.0"))
+        conn.read_head()
+        assert conn.read_until_close() == data_file.read_bytes()
+
+
+def test_file_wrapper_over_file_like_without_fileno_is_read_in_blocks(resp_server, events_file):
+    resp = get(resp_server, "/filelike")
+    assert resp.status == 200
+    assert resp.body == b"".join(b"block%02d;" % i for i in range(10))
+    wait_event(events_file, "filelike-closed")
+    reads = [e for e in read_events(events_file) if e.startswith("filelike-read:")]
+    assert reads and set(reads) == {"filelike-read:7"}
+
+
+# --- wsgi.errors -------------------------------------------------------------------------
+
+
+def test_wsgi_errors_writes_go_to_the_error_log(resp_server):
+    assert get(resp_server, "/wsgi-errors").body == b"logged"
+    resp_server.wait_for_stderr(r"oxgate-test wsgi\.errors write marker")
+    resp_server.wait_for_stderr(r"oxgate-test wsgi\.errors writelines marker")
+
+
+def test_wsgi_errors_writes_go_to_the_error_log_file(oxgate, tmp_path):
+    log = tmp_path / "error.log"
+    server = oxgate("wsgi_responses", "--error-logfile", str(log), ready=log)
+    assert get(server, "/wsgi-errors").body == b"logged"
+    server.stop()
+    assert "oxgate-test wsgi.errors write marker" in log.read_text()
