@@ -109,6 +109,10 @@ class OxgateProcess:
         self.env = env if env is not None else base_env()
         self.cwd = str(cwd) if cwd is not None else str(APPS_DIR)
         self.ready = ready
+        # wait for one `Listening at:` line per --bind given on the command line
+        self.expected_listeners = max(
+            1, sum(1 for a in args if a in ("-b", "--bind") or a.startswith("--bind="))
+        )
         self.proc: subprocess.Popen | None = None
         self._cond = threading.Condition()
         self._out: _Pump | None = None
@@ -145,7 +149,7 @@ class OxgateProcess:
         with self._cond:
             while True:
                 found = LISTENING_RE.findall(source())
-                if found:
+                if len(found) >= self.expected_listeners:
                     break
                 if self.proc.poll() is not None and self._err.eof and self._out.eof:
                     break
@@ -153,7 +157,7 @@ class OxgateProcess:
                 if remaining <= 0:
                     break
                 self._cond.wait(min(remaining, 0.1))
-        if not found:
+        if len(found) < self.expected_listeners:
             code = self.proc.poll()
             state = f"exited with {code}" if code is not None else "still running"
             self.kill()

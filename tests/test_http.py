@@ -148,7 +148,7 @@ def test_expect_100_continue_is_not_sent_when_app_does_not_read_input(oxgate):
 
 
 def test_head_response_has_headers_of_get_but_no_body(oxgate):
-    server = oxgate("responses")
+    server = oxgate("wsgi_responses")
     with server.connect() as conn:
         get = conn.request(simple_request(target="/single"))
         conn.send(simple_request("HEAD", "/single") + simple_request(target="/single"))

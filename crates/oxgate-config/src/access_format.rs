@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 
 use crate::error::ConfigError;
 
@@ -38,7 +38,7 @@ pub(crate) const ATOM_DOCS: &[(&str, &str)] = &[
     ("{name}o", "response header `name`"),
     (
         "{name}e",
-        "environment variable `name` (not available: always `-`)",
+        "WSGI environ variable `name` (not available: always `-`)",
     ),
 ];
 
@@ -234,9 +234,7 @@ fn render_part(part: &Part, rec: &AccessRecord<'_>, out: &mut String) {
             Some(user) => escape_str(out, &user),
             None => out.push('-'),
         },
-        Part::Time => {
-            let _ = write!(out, "{}", rec.time.format("[%d/%b/%Y:%H:%M:%S %z]"));
-        }
+        Part::Time => push_time(out, &rec.time),
         Part::RequestLine => {
             escape_str(out, rec.method);
             out.push(' ');
@@ -300,6 +298,32 @@ fn render_part(part: &Part, rec: &AccessRecord<'_>, out: &mut String) {
             }
         }
     }
+}
+
+/// `[10/Oct/2000:13:55:36 -0700]`, written by hand: chrono's `format` would
+/// re-parse its pattern on every request.
+fn push_time(out: &mut String, t: &DateTime<FixedOffset>) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = usize::try_from(t.month0())
+        .ok()
+        .and_then(|m| MONTHS.get(m))
+        .unwrap_or(&"???");
+    let offset = t.offset().local_minus_utc();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let offset = offset.unsigned_abs() / 60;
+    let _ = write!(
+        out,
+        "[{:02}/{month}/{:04}:{:02}:{:02}:{:02} {sign}{:02}{:02}]",
+        t.day(),
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        offset / 60,
+        offset % 60
+    );
 }
 
 /// Referer and User-Agent come from the WSGI environ in gunicorn, where

@@ -72,7 +72,7 @@ impl Layer {
         self.first("config")
     }
 
-    /// The application (positional MODULE[:VARIABLE], or `wsgi_app` in a file).
+    /// The application (positional `MODULE[:VARIABLE]`, or `wsgi_app` in a file).
     pub fn app_uri(&self) -> Option<&str> {
         self.first("wsgi_app")
     }

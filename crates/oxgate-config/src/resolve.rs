@@ -21,7 +21,7 @@ const DEFAULT_MAX_HEADERFIELD_SIZE: usize = 8190;
 /// The validated settings, every default applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Positional MODULE[:VARIABLE] (or `wsgi_app` in the config file).
+    /// Positional `MODULE[:VARIABLE]` (or `wsgi_app` in the config file).
     pub app_uri: Option<String>,
     pub config_file: Option<PathBuf>,
     /// Never empty.

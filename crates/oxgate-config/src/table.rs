@@ -51,7 +51,7 @@ pub enum Kind {
     Int { min: u64, max: u64 },
     /// On/off; a flag without value on the command line, true/false in a file.
     Flag,
-    /// Repeatable socket address (HOST:PORT, [IPv6]:PORT, unix:PATH).
+    /// Repeatable socket address (`HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`).
     Bind,
     /// Repeatable KEY=VALUE pair.
     EnvPair,
@@ -63,7 +63,7 @@ pub enum Kind {
     AccessLogFormat,
     /// A URL path prefix: empty or starting with '/'.
     UrlPrefix,
-    /// MODULE[:VARIABLE] of the WSGI application.
+    /// `MODULE[:VARIABLE]` of the WSGI application.
     AppUri,
 }
 
@@ -120,7 +120,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "'./oxgate.conf.py'",
         help: "The Python config file to read settings from.",
         doc: "The file is executed as Python; each module-level variable named like a \
-              setting sets it (for example `workers = 4`, `bind = [\"0.0.0.0:80\"]`). \
+              setting sets it (for example `threads = 4`, `bind = [\"0.0.0.0:80\"]`). \
               Variables that are not settings are ignored. When this option is not \
               given, `./oxgate.conf.py` is read if it exists. Only has an effect on the \
               command line or in `OXGATE_CMD_ARGS`.",
@@ -231,7 +231,8 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Path,
         default: "'.'",
         help: "Change to this directory before loading the application.",
-        doc: "",
+        doc: "The directory must exist; a relative path is taken from the directory \
+              oxgate was started in.",
     },
     Setting {
         name: "pythonpath",

@@ -44,6 +44,7 @@ fn bind_accepts_long_short_equals_and_attached_forms() {
         &["--bind=10.0.0.1:81"],
         &["-b", "10.0.0.1:81"],
         &["-b10.0.0.1:81"],
+        &["-b=10.0.0.1:81"],
     ] {
         assert_eq!(config(form).bind, vec![tcp("10.0.0.1", 81)], "{form:?}");
     }
@@ -71,7 +72,8 @@ fn bind_repeated_listens_on_every_address_in_order() {
 
 #[test]
 fn every_integer_flag_accepts_space_and_equals_forms() {
-    let cases: &[(&str, fn(&Config) -> u64)] = &[
+    type Getter = fn(&Config) -> u64;
+    let cases: &[(&str, Getter)] = &[
         ("--threads", |c| c.threads as u64),
         ("--backlog", |c| c.backlog as u64),
         ("--keep-alive", |c| c.keepalive),

@@ -45,10 +45,10 @@ pub fn start(
 }
 
 fn serve(rx: Receiver<Request>, app: Arc<Py<PyAny>>, ctx: Arc<AppContext>) {
-    Python::attach(|py| loop {
-        match py.detach(|| rx.recv()) {
-            Ok(req) => handle(py, &app, &ctx, req),
-            Err(_) => break, // the server is gone: the queue is closed
+    // recv fails once the server is gone and the queue is closed.
+    Python::attach(|py| {
+        while let Ok(req) = py.detach(|| rx.recv()) {
+            handle(py, &app, &ctx, req);
         }
     });
 }

@@ -144,11 +144,6 @@ pub enum Step {
 }
 
 impl Pump {
-    /// The whole body was read off the connection.
-    pub fn finished(&self) -> bool {
-        self.finished
-    }
-
     /// The connection cannot be reused: the body's end is unknown.
     pub fn spoiled(&self) -> bool {
         self.failed || (!self.finished && self.waiting.is_some())

@@ -80,13 +80,14 @@ fn push_length(out: &mut Vec<u8>, n: u64) {
 
 /// A complete response the server makes itself (errors, overload), always
 /// with a short text body and `Connection: close` unless `keep_alive`.
+/// Returns the body's length.
 pub fn simple_response(
     out: &mut Vec<u8>,
     status: u16,
     reason: &str,
     extra: &[(&str, &str)],
     keep_alive: bool,
-) {
+) -> u64 {
     let body = format!("{status} {reason}\n");
     let head = ResponseHead {
         status,
@@ -106,6 +107,7 @@ pub fn simple_response(
         keep_alive,
     );
     out.extend_from_slice(body.as_bytes());
+    body.len() as u64
 }
 
 /// Append a chunk-size line for `len` bytes (RFC 9112 7.1).
