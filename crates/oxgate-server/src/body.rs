@@ -149,6 +149,11 @@ impl Pump {
         self.failed || (!self.finished && self.waiting.is_some())
     }
 
+    /// The client still waits for `100 Continue` and has sent no body.
+    pub fn awaiting_continue(&self) -> bool {
+        self.waiting.is_some()
+    }
+
     /// Is there anything left for `step` to do?
     pub fn active(&self) -> bool {
         !self.failed && (self.tx.is_some() || self.waiting.is_some())

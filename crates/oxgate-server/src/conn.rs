@@ -226,6 +226,12 @@ impl Exchange {
                 return false;
             };
             ended = matches!(msg, ResponseMsg::End | ResponseMsg::Whole(..));
+            if pump.as_ref().is_some_and(Pump::awaiting_continue) {
+                // Answered without asking for the body: whether the client
+                // sends it anyway is unknown (RFC 9110 10.1.1), so the
+                // connection cannot carry another request.
+                self.keep_alive = false;
+            }
             if self.handle(stream, msg).await.is_err() {
                 return false;
             }
