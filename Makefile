@@ -41,7 +41,7 @@ test-py: ## end-to-end pytest on Python 3.9, 3.11 and 3.13 (needs `make build` f
 	@set -euo pipefail; \
 	wheel=$$(ls -1t $(DIST)/oxgate-*abi3*.whl 2>/dev/null | head -n1); \
 	if [ -z "$$wheel" ]; then echo "no wheel in $(DIST)/: run 'make build' first" >&2; exit 1; fi; \
-	ran=0; \
+	ran=0; failed=""; \
 	for v in $(PY_VERSIONS); do \
 	  py=$$(ls -1d $(PYENV_ROOT)/versions/$$v.*/bin/python3 2>/dev/null | sort -V | tail -n1 || true); \
 	  if [ -z "$$py" ]; then py=$$(command -v python$$v || true); fi; \
@@ -52,10 +52,11 @@ test-py: ## end-to-end pytest on Python 3.9, 3.11 and 3.13 (needs `make build` f
 	  "$$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip; \
 	  "$$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt; \
 	  "$$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$$wheel"; \
-	  "$$venv/bin/python" -m pytest $(PYTEST_ARGS) tests; \
 	  ran=$$((ran + 1)); \
+	  "$$venv/bin/python" -m pytest $(PYTEST_ARGS) tests || failed="$$failed $$v"; \
 	done; \
-	if [ "$$ran" -eq 0 ]; then echo "no Python of $(PY_VERSIONS) found: nothing was tested" >&2; exit 1; fi
+	if [ "$$ran" -eq 0 ]; then echo "no Python of $(PY_VERSIONS) found: nothing was tested" >&2; exit 1; fi; \
+	if [ -n "$$failed" ]; then echo "end-to-end tests failed on Python$$failed" >&2; exit 1; fi
 
 test: lint test-rust build test-py ## everything CI runs: lint, Rust tests, build, end-to-end tests
 

@@ -91,11 +91,19 @@ def test_unknown_flag_exits_2_with_one_error_line():
         ("--limit-request-line", "long"),
         ("--log-level", "loudest"),
         ("--bind", "127.0.0.1:notaport"),
+        ("--env", "NO_EQUALS_SIGN"),
+        ("--chdir", "/no/such/directory/oxgate-test"),
     ],
 )
 def test_bad_value_exits_2_with_one_error_line(flag, value):
     result = run_oxgate([flag, value, "echo_env"])
     assert_one_error_line(result, 2, flag.lstrip("-").split("-")[0])
+
+
+def test_bad_flag_in_oxgate_cmd_args_exits_2_with_one_error_line():
+    env = base_env({"OXGATE_CMD_ARGS": "--threads many"})
+    result = run_oxgate(["--bind", "127.0.0.1:0", "echo_env"], env=env)
+    assert_one_error_line(result, 2, "threads")
 
 
 def test_missing_app_argument_exits_2_with_one_error_line():
@@ -234,6 +242,13 @@ def test_gunicorn_conf_py_works_unchanged(oxgate, tmp_path):
     assert env["_os_environ"] == {"GREETING": "from-gunicorn-conf"}
     assert env["wsgi.multithread"] is True
     server.wait_for_stdout(r'gunicorn-conf 127\.0\.0\.1 "GET /g\?env=GREETING HTTP/1\.1" 200')
+
+
+def test_oxgate_conf_py_in_the_working_directory_is_read_by_default(oxgate, tmp_path):
+    (tmp_path / "oxgate.conf.py").write_text('raw_env = ["FROM_DEFAULT_CONF=yes"]\n')
+    server = oxgate("echo_env", cwd=tmp_path)
+    env = httpx.get(server.url + "/?env=FROM_DEFAULT_CONF").json()
+    assert env["_os_environ"] == {"FROM_DEFAULT_CONF": "yes"}
 
 
 def test_config_file_with_syntax_error_exits_2_naming_the_file(tmp_path):
@@ -461,3 +476,63 @@ def test_server_started_from_another_directory_with_python_m(tmp_path):
         assert httpx.get(server.url + "/").status_code == 200
     finally:
         server.stop()
+
+
+def test_sigterm_closes_idle_keep_alive_connections_and_exits_promptly(oxgate):
+    server = oxgate("echo_env", "--keep-alive", "30", "--graceful-timeout", "20")
+    with server.connect() as conn:
+        assert conn.request(simple_request()).status == 200
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert conn.wait_closed(10) == b""
+        assert server.wait_exit(10) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_graceful_timeout_bounds_the_wait_for_in_flight_requests(oxgate, events_file):
+    server = oxgate("slow_app", "--threads", "2", "--graceful-timeout", "1")
+
+    def call():
+        try:
+            httpx.get(server.url + "/sleep?s=8", timeout=20)
+        except httpx.HTTPError:
+            pass  # cut off by the stop: expected
+
+    client = threading.Thread(target=call, daemon=True)
+    client.start()
+    wait_event(events_file, "started:/sleep")
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.wait_exit(10)
+    assert time.monotonic() - started < 5
+    client.join(10)
+
+
+def test_docs_settings_md_lists_every_command_line_option():
+    docs = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
+    assert docs.exists(), "docs/settings.md is generated from the settings table"
+    text = docs.read_text()
+    flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]+)", run_oxgate(["--help"]).stdout))
+    flags -= {"--help", "--version"}
+    missing = sorted(f for f in flags if f not in text)
+    assert not missing, f"in --help but not in docs/settings.md: {missing}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_right_after_the_listening_line_stops_the_server_cleanly(sig):
+    """Once `Listening at:` is logged the server must handle signals (readiness = ready)."""
+    outcomes = []
+    for _ in range(30):
+        server = OxgateProcess(["--bind", "127.0.0.1:0", "echo_env"], env=base_env())
+        server.start()
+        server.proc.send_signal(sig)
+        try:
+            code = server.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            code = "hung"
+        server.stop(signal.SIGKILL)
+        outcomes.append(code)
+    if sig == signal.SIGTERM:
+        assert outcomes == [0] * 30, outcomes
+    else:
+        assert "hung" not in outcomes, outcomes

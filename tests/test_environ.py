@@ -43,6 +43,11 @@ def test_path_info_decodes_encoded_slash_and_space(echo):
     assert env["PATH_INFO"] == "/a/b/c d"
 
 
+def test_path_info_keeps_invalid_percent_escapes(echo):
+    env = environ_for(echo, simple_request(target="/a%zzb%4"))
+    assert env["PATH_INFO"] == "/a%zzb%4"
+
+
 def test_query_string_is_raw(echo):
     env = environ_for(echo, simple_request(target="/q?a=%20b&c=d%2F&e=caf%C3%A9&f"))
     assert env["QUERY_STRING"] == "a=%20b&c=d%2F&e=caf%C3%A9&f"
@@ -129,6 +134,13 @@ def test_script_name_comes_from_environment_variable_and_is_stripped_from_path_i
     assert env["SCRIPT_NAME"] == "/mount"
     assert env["PATH_INFO"] == "/inner/page"
     assert env["QUERY_STRING"] == "x=1"
+
+
+def test_request_for_the_mount_point_itself_has_empty_path_info(oxgate):
+    server = oxgate("echo_env", "--root-path", "/prefix")
+    env = environ_for(server, simple_request(target="/prefix"))
+    assert env["SCRIPT_NAME"] == "/prefix"
+    assert env["PATH_INFO"] == ""
 
 
 def test_root_path_option_sets_script_name_and_is_stripped_from_path_info(oxgate):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import httpx
 import pytest
-from support import EXAMPLES_DIR
+from support import EXAMPLES_DIR, base_env
 
 FLASK_DIR = EXAMPLES_DIR / "flask_app"
 
@@ -109,6 +111,56 @@ def test_django_admin_login_with_wrong_password_rerenders_the_form(django):
         )
     assert resp.status_code == 200
     assert "Please enter the correct username and password" in resp.text
+
+
+def test_django_admin_login_succeeds_and_lists_the_guestbook(oxgate, django_site):
+    password = "oxgate-test-password-9"
+    created = subprocess.run(
+        [sys.executable, "manage.py", "createsuperuser", "--noinput"],
+        cwd=django_site,
+        env=base_env(
+            {
+                "DJANGO_SUPERUSER_USERNAME": "admin-e2e",
+                "DJANGO_SUPERUSER_EMAIL": "admin@example.test",
+                "DJANGO_SUPERUSER_PASSWORD": password,
+            },
+            pythonpath=False,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0 or "already taken" in created.stderr, created.stderr
+    server = oxgate("--chdir", str(django_site), "mysite.wsgi", pythonpath=False)
+    with httpx.Client(base_url=server.url) as client:
+        token = csrf_token(client.get("/admin/login/").text)
+        resp = client.post(
+            "/admin/login/?next=/admin/",
+            data={
+                "csrfmiddlewaretoken": token,
+                "username": "admin-e2e",
+                "password": password,
+                "next": "/admin/",
+            },
+        )
+        assert resp.status_code == 302, resp.text[:500]
+        assert resp.headers["location"] == "/admin/"
+        index = client.get("/admin/")
+        assert index.status_code == 200
+        assert "Entries" in index.text
+        listing = client.get("/admin/guestbook/entry/")
+        assert listing.status_code == 200
+
+
+def test_django_serves_concurrent_requests_with_threads(django):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fetch(i):
+        return httpx.get(f"{django.url}/api/info?i={i}", timeout=30).json()["query"]["i"]
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(fetch, range(40)))
+    assert got == [str(i) for i in range(40)]
 
 
 # --- Flask -------------------------------------------------------------------------------

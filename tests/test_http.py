@@ -150,8 +150,8 @@ def test_expect_100_continue_is_not_sent_when_app_does_not_read_input(oxgate):
 def test_head_response_has_headers_of_get_but_no_body(oxgate):
     server = oxgate("wsgi_responses")
     with server.connect() as conn:
-        get = conn.request(simple_request(target="/single"))
-        conn.send(simple_request("HEAD", "/single") + simple_request(target="/single"))
+        get = conn.request(simple_request(target="/single-list"))
+        conn.send(simple_request("HEAD", "/single-list") + simple_request(target="/single-list"))
         head = conn.read_response(method="HEAD")
         again = conn.read_response()
     assert head.status == 200
@@ -357,3 +357,155 @@ def test_server_keeps_serving_after_refusing_a_request(counter):
     with counter.connect() as conn:
         assert conn.request(simple_request(target="/fine")).status == 200
     assert app_calls(counter) == 1
+
+
+# --- more connection and framing cases ---------------------------------------------------
+
+
+def test_expect_100_continue_with_body_sent_at_once_is_served(oxgate):
+    server = oxgate("input_app")
+    req = simple_request(
+        "POST", "/?op=read", headers=[("Expect", "100-continue")], body=b"eager body"
+    )
+    with server.connect() as conn:
+        conn.send(req + simple_request("GET", "/?op=none"))
+        first = conn.read_response()  # an interim 100, if any, is skipped
+        second = conn.read_response()
+    assert first.json()["pieces"] == ["eager body"]
+    assert second.json()["op"] == "none"
+
+
+def test_expect_100_continue_is_never_sent_to_http10_clients(oxgate):
+    server = oxgate("input_app")
+    req = simple_request(
+        "POST", "/?op=read", headers=[("Expect", "100-continue")], body=b"body", version="HTTP/1.0"
+    )
+    with server.connect() as conn:
+        conn.send(req)
+        first = conn.read_response(allow_informational=True)
+    assert first.status == 200, first
+    assert first.json()["pieces"] == ["body"]
+
+
+def test_requests_pipelined_after_connection_close_are_not_served(counter):
+    with counter.connect() as conn:
+        conn.send(
+            simple_request(target="/first", headers=[("Connection", "close")])
+            + simple_request(target="/second")
+        )
+        first = conn.read_response()
+        rest = conn.wait_closed(5)
+    assert first.status == 200
+    assert rest == b""
+    assert app_calls(counter) == 1
+
+
+def test_transfer_encoding_chunked_is_case_insensitive(echo):
+    req = simple_request("POST", "/", headers=[("Transfer-Encoding", "Chunked")])
+    with echo.connect() as conn:
+        resp = conn.request(req + b"3\r\nabc\r\n0\r\n\r\n")
+    assert resp.json()["_body"] == "abc"
+
+
+def test_header_values_are_trimmed_of_surrounding_whitespace(echo):
+    with echo.connect() as conn:
+        resp = conn.request(
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-Padded:  \t value with  inner \t \r\n\r\n"
+        )
+    assert resp.json()["HTTP_X_PADDED"] == "value with  inner"
+
+
+def test_post_with_content_length_zero_has_an_empty_body(echo):
+    with echo.connect() as conn:
+        resp = conn.request(simple_request("POST", "/", headers=[("Content-Length", "0")]))
+    assert resp.status == 200
+    assert resp.json()["_body"] == ""
+
+
+MORE_BAD_REQUESTS = {
+    "chunk_size_overflow": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"ffffffffffffffffffffffff\r\nx\r\n0\r\n\r\n"
+    ),
+    "nul_in_header_value": b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n",
+    "cr_in_header_value": b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\rb\r\n\r\n",
+    "control_char_in_target": b"GET /a\x01b HTTP/1.1\r\nHost: t\r\n\r\n",
+    "space_in_target": b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n",
+    "missing_chunk_crlf": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX0\r\n\r\n"
+    ),
+    "content_length_too_big_for_u64": (
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n"
+    ),
+    "lowercase_http_version": b"GET / http/1.1\r\nHost: t\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE_BAD_REQUESTS))
+def test_more_malformed_requests_are_400_and_app_not_called(counter, case):
+    with counter.connect() as conn:
+        conn.send(MORE_BAD_REQUESTS[case])
+        resp = conn.read_response()
+        assert resp.status == 400, resp
+        assert conn.wait_closed(5) == b""
+    assert app_calls(counter) == 0
+
+
+def test_many_concurrent_connections_are_all_served(oxgate):
+    server = oxgate("echo_env", "--threads", "4")
+    conns = [server.connect() for _ in range(32)]
+    try:
+        for i, conn in enumerate(conns):
+            conn.send(simple_request(target=f"/c/{i}"))
+        paths = [conn.read_response().json()["PATH_INFO"] for conn in conns]
+    finally:
+        for conn in conns:
+            conn.close()
+    assert paths == [f"/c/{i}" for i in range(32)]
+
+
+def test_unread_expect_continue_body_is_never_parsed_as_a_request(oxgate):
+    """After a final response without a 100, the server closes or discards the body."""
+    server = oxgate("input_app")
+    head = simple_request(
+        "POST", "/?op=none", headers=[("Content-Length", "11"), ("Expect", "100-continue")]
+    )
+    with server.connect() as conn:
+        conn.send(head)
+        first = conn.read_response(allow_informational=True)
+        assert first.status == 200
+        try:
+            conn.send(b"hello world" + simple_request("GET", "/?op=none&second=1"))
+        except (BrokenPipeError, ConnectionResetError):
+            return  # closed: fine
+        try:
+            second = conn.read_response()
+        except (AssertionError, OSError):
+            assert conn.eof, "neither a response nor a close"
+            return
+    assert second.status == 200, f"the unread body was parsed as a request: {second}"
+
+
+# --- DESIGN.md: slow clients never hold a Python thread ----------------------------------
+
+
+def test_client_with_an_incomplete_head_does_not_hold_the_only_python_thread(oxgate):
+    server = oxgate("echo_env", "--threads", "1")
+    with server.connect() as stalled:
+        stalled.send(b"GET /stalled HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        with server.connect() as conn:
+            resp = conn.request(simple_request(target="/other"))
+    assert resp.status == 200 and resp.json()["PATH_INFO"] == "/other"
+
+
+def test_client_with_an_incomplete_small_body_does_not_hold_the_only_python_thread(oxgate):
+    server = oxgate("echo_env", "--threads", "1")
+    with server.connect() as stalled:
+        stalled.send(simple_request("POST", "/stalled", headers=[("Content-Length", "100")]))
+        stalled.send(b"only part of the body")
+        with server.connect() as conn:
+            resp = conn.request(simple_request(target="/other"))
+        assert resp.status == 200 and resp.json()["PATH_INFO"] == "/other"
+        stalled.send(b"x" * (100 - len(b"only part of the body")))
+        late = stalled.read_response()
+    assert late.json()["_body"].startswith("only part of the body")

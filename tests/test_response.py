@@ -46,9 +46,12 @@ def test_invalid_status_or_headers_are_a_500_and_an_error_log_line(resp_server, 
     assert_still_serving(resp_server)
 
 
-def test_invalid_header_response_still_calls_close(resp_server, events_file):
-    assert get(resp_server, "/bad/crlf-in-value").status == 500
-    wait_event(events_file, "close:/bad/crlf-in-value")
+def test_invalid_headers_given_while_iterating_are_500_and_close_called(resp_server, events_file):
+    resp = get(resp_server, "/bad-lazy")
+    assert resp.status == 500
+    assert b"x-injected" not in resp.raw_head.lower()
+    assert b"must not be sent" not in resp.body
+    wait_event(events_file, "close:/bad-lazy")
 
 
 # --- exc_info ----------------------------------------------------------------------------
@@ -94,11 +97,20 @@ def test_write_callable_alone_with_empty_iterable(resp_server):
     assert get(resp_server, "/write-only").body == b"only written"
 
 
-def test_single_item_iterable_gets_content_length(resp_server):
+def test_single_item_list_gets_content_length(resp_server):
+    resp = get(resp_server, "/single-list")
+    assert resp.header("Content-Length") == str(len(b"single item body"))
+    assert not resp.has_header("Transfer-Encoding")
+    assert resp.body == b"single item body"
+
+
+def test_single_item_sequence_with_close_gets_content_length(resp_server, events_file):
+    """PEP 3333: any iterable whose len() is 1, not only an exact list."""
     resp = get(resp_server, "/single")
     assert resp.header("Content-Length") == str(len(b"single item body"))
     assert not resp.has_header("Transfer-Encoding")
     assert resp.body == b"single item body"
+    wait_event(events_file, "close:/single")
 
 
 def test_generator_response_is_chunked_on_http11(resp_server):
@@ -286,3 +298,87 @@ def test_wsgi_errors_writes_go_to_the_error_log_file(oxgate, tmp_path):
     assert get(server, "/wsgi-errors").body == b"logged"
     server.stop()
     assert "oxgate-test wsgi.errors write marker" in log.read_text()
+
+
+# --- more app mistakes and shapes --------------------------------------------------------
+
+
+def test_app_that_never_calls_start_response_is_500_and_close_called(resp_server, events_file):
+    resp = get(resp_server, "/no-start-response")
+    assert resp.status == 500
+    assert b"never called" not in resp.body
+    resp_server.wait_for_stderr(r"\[ERROR\]")
+    wait_event(events_file, "close:/no-start-response")
+
+
+def test_str_body_item_is_500_logged_and_close_called(resp_server, events_file):
+    resp = get(resp_server, "/str-body")
+    assert resp.status == 500
+    assert b"a str, not bytes" not in resp.body
+    resp_server.wait_for_stderr(r"\[ERROR\]")
+    wait_event(events_file, "close:/str-body")
+    assert_still_serving(resp_server)
+
+
+def test_str_body_item_after_headers_cuts_the_connection(resp_server, events_file):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target="/str-body-midway"))
+        with pytest.raises(IncompleteResponse) as cut:
+            conn.read_response()
+    assert b"then a str" not in cut.value.partial
+    wait_event(events_file, "close:/str-body-midway")
+
+
+def test_app_returning_none_is_500_and_logged(resp_server):
+    assert get(resp_server, "/none").status == 500
+    resp_server.wait_for_stderr(r"\[ERROR\]")
+    assert_still_serving(resp_server)
+
+
+@pytest.mark.parametrize("path", ["/empty-generator", "/empty-list"])
+def test_empty_response_body_keeps_the_connection_usable(resp_server, path):
+    with resp_server.connect() as conn:
+        conn.send(simple_request(target=path) + simple_request(target="/single-list"))
+        empty = conn.read_response()
+        nxt = conn.read_response()
+    assert empty.status == 200 and empty.body == b""
+    assert nxt.body == b"single item body"
+
+
+def test_many_small_chunks_arrive_complete_and_in_order(resp_server, events_file):
+    resp = get(resp_server, "/many-chunks")
+    assert resp.body == b"".join(b"%04d," % i for i in range(2000))
+    wait_event(events_file, "close:/many-chunks")
+
+
+def test_large_single_item_body_is_sent_completely(resp_server):
+    size = 8 * 1024 * 1024 + 7
+    resp = get(resp_server, f"/big?size={size}")
+    assert resp.header("Content-Length") == str(size)
+    assert len(resp.body) == size
+    assert resp.body[:512] == bytes(range(256)) * 2
+    assert resp.body.endswith(b"x" * 7)
+
+
+def test_repeated_response_headers_are_sent_separately(resp_server):
+    resp = get(resp_server, "/set-cookies")
+    assert resp.header_all("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]
+
+
+def test_status_line_reason_phrase_is_passed_through(resp_server):
+    resp = get(resp_server, "/custom-status")
+    assert resp.status == 299
+    assert resp.reason == "Entirely Custom Reason"
+    assert resp.body == b"custom"
+
+
+def test_file_wrapper_head_request_sends_no_body(resp_server, data_file):
+    with resp_server.connect() as conn:
+        conn.send(
+            simple_request("HEAD", f"/file?path={data_file}&cl=1")
+            + simple_request(target="/single-list")
+        )
+        head = conn.read_response(method="HEAD")
+        nxt = conn.read_response()
+    assert head.header("Content-Length") == str(data_file.stat().st_size)
+    assert nxt.body == b"single item body", "file bytes leaked after a HEAD response"

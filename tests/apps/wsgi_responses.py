@@ -43,6 +43,32 @@ class ClosingIterable:
         record(f"close:{self.name}")
 
 
+class ClosingList(list):
+    """A sequence (it has a len(), so a single item can get a Content-Length) with close()."""
+
+    def __init__(self, name, items):
+        super().__init__(items)
+        self.name = name
+
+    def close(self):
+        record(f"close:{self.name}")
+
+
+class LazyBadHeaders:
+    """Calls start_response with an invalid header only when first iterated."""
+
+    def __init__(self, name, start_response):
+        self.name = name
+        self.start_response = start_response
+
+    def __iter__(self):
+        self.start_response("200 OK", [("X-Bad", "a\r\nX-Injected: yes")])
+        yield b"must not be sent"
+
+    def close(self):
+        record(f"close:{self.name}")
+
+
 class TrackedFile(io.BufferedReader):
     """A real file (it has a fileno, so sendfile applies) that records its close()."""
 
@@ -93,7 +119,14 @@ def application(environ, start_response):
 
     if path == "/single":
         start_response("200 OK", TEXT)
-        return ClosingIterable(path, [b"single item body"])
+        return ClosingList(path, [b"single item body"])
+
+    if path == "/single-list":
+        start_response("200 OK", TEXT)
+        return [b"single item body"]
+
+    if path == "/bad-lazy":
+        return LazyBadHeaders(path, start_response)
 
     if path == "/generator":
         start_response("200 OK", TEXT)
@@ -188,8 +221,9 @@ def application(environ, start_response):
 
     if path == "/endless":
         start_response("200 OK", TEXT)
+        # ~100 s of output: close() within seconds can only come from the disconnect
         chunk = b"x" * 65536
-        return ClosingIterable(path, [chunk] * 2000, delay=0.005)
+        return ClosingIterable(path, [chunk] * 20000, delay=0.005)
 
     if path == "/file":
         f = TrackedFile(io.FileIO(qs["path"], "rb"))
@@ -216,6 +250,49 @@ def application(environ, start_response):
         errors.flush()
         start_response("200 OK", TEXT)
         return [b"logged"]
+
+    if path == "/no-start-response":
+        return ClosingIterable(path, [b"start_response was never called"])
+
+    if path == "/str-body":
+        start_response("200 OK", TEXT)
+        return ClosingIterable(path, ["a str, not bytes"])
+
+    if path == "/str-body-midway":
+        start_response("200 OK", TEXT)
+        return ClosingIterable(path, [b"bytes first;", "then a str"])
+
+    if path == "/none":
+        start_response("200 OK", TEXT)
+        return None
+
+    if path == "/empty-generator":
+        start_response("200 OK", TEXT)
+        return ClosingIterable(path, [])
+
+    if path == "/empty-list":
+        start_response("200 OK", TEXT)
+        return []
+
+    if path == "/many-chunks":
+        start_response("200 OK", TEXT)
+        return ClosingIterable(path, [b"%04d," % i for i in range(2000)])
+
+    if path == "/big":
+        size = int(qs.get("size", "0"))
+        start_response("200 OK", TEXT)
+        return [bytes(range(256)) * (size // 256) + b"x" * (size % 256)]
+
+    if path == "/set-cookies":
+        start_response(
+            "200 OK",
+            [*TEXT, ("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; Path=/"), ("X-Dup", "1")],
+        )
+        return [b"cookies"]
+
+    if path == "/custom-status":
+        start_response("299 Entirely Custom Reason", TEXT)
+        return [b"custom"]
 
     start_response("404 Not Found", TEXT)
     return [b"no such route: " + path.encode("latin-1")]

@@ -22,7 +22,8 @@ pub struct Limits {
     pub max_request_line: usize,
     /// Max number of header fields. gunicorn: 100.
     pub max_headers: usize,
-    /// Max bytes of one header field line (name, colon, value). gunicorn: 8190.
+    /// Max bytes of one header field line, its CRLF included (gunicorn's
+    /// count). gunicorn: 8190.
     pub max_header_size: usize,
 }
 
@@ -188,7 +189,8 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
             return Err(ProtoError::HeaderFieldsTooLarge("too many header fields"));
         }
         let too_long = ProtoError::HeaderFieldsTooLarge("header field line too long");
-        match take_line(rest, lim.max_header_size, too_long)? {
+        // gunicorn counts a field line with its CRLF against the limit.
+        match take_line(rest, lim.max_header_size.saturating_sub(2), too_long)? {
             Line::Complete(line) => {
                 headers.push(parse_field(line)?);
                 pos += line.len() + 2;

@@ -64,7 +64,9 @@ fn main(py: Python<'_>, argv: Vec<String>) -> Result<i32, Fail> {
         LogLevel::Debug => LevelFilter::Debug,
         LogLevel::Info => LevelFilter::Info,
         LogLevel::Warning => LevelFilter::Warn,
-        LogLevel::Error | LogLevel::Critical => LevelFilter::Error,
+        LogLevel::Error => LevelFilter::Error,
+        // oxgate logs nothing at critical: that level silences the log.
+        LogLevel::Critical => LevelFilter::Off,
     };
     oxgate_server::logging::init_error_log(&cfg.errorlog, level)
         .map_err(|e| Fail::boot(format!("cannot open error log '{}': {e}", cfg.errorlog)))?;
@@ -147,20 +149,25 @@ fn serve(py: Python<'_>, cfg: &Config, app: Py<PyAny>) -> Result<i32, Fail> {
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout),
     };
     log::info!("Starting oxgate {}", env!("CARGO_PKG_VERSION"));
-    for l in &listeners {
-        log::info!("Listening at: {} ({})", l.url(), std::process::id());
-    }
-    log::info!("Serving with {threads} thread(s)");
+    let urls: Vec<String> = listeners.iter().map(Listener::url).collect();
     let shared = Arc::new(Shared::new(settings, Arc::new(pool), access_log));
+    let ready = move || {
+        for url in urls {
+            log::info!("Listening at: {url} ({})", std::process::id());
+        }
+        log::info!("Serving with {threads} thread(s)");
+    };
     let stopped = py
-        .detach(move || oxgate_server::run(listeners, shared))
+        .detach(move || oxgate_server::run(listeners, shared, ready))
         .map_err(|e| Fail::boot(format!("server failed: {e}")))?;
     if stopped == Stopped::Graceful {
-        // The queue closed with the server: idle threads exit; busy ones
-        // finish their request first.
+        // The queue closed with the server: idle threads exit at once. A
+        // thread still in the app (its client gone) gets what is left of
+        // the graceful timeout, then is abandoned with the process.
+        let deadline = std::time::Instant::now() + Duration::from_secs(cfg.graceful_timeout);
         py.detach(|| {
-            for h in handles {
-                let _ = h.join();
+            while handles.iter().any(|h| !h.is_finished()) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
             }
         });
     }

@@ -100,6 +100,13 @@ fn drive_inner(
         }
         return Ok(send_whole(py, core, whole.freeze()));
     }
+    // PEP 3333: any iterable with a len() of 1 has a known length too.
+    if result.get_type().hasattr("__len__")? && result.len().is_ok_and(|n| n == 1) {
+        if let Some(item) = result.try_iter()?.next() {
+            let body = Bytes::copy_from_slice(body_bytes(&item?)?.as_bytes());
+            return Ok(send_whole(py, core, body));
+        }
+    }
     if let Ok(wrapper) = result.cast::<FileWrapper>() {
         if let Some(sent) = try_sendfile(py, core, wrapper.get())? {
             return Ok(sent);

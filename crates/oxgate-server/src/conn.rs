@@ -221,7 +221,8 @@ impl Exchange {
                 self.status = 500;
                 self.keep_alive = false;
                 self.out.clear();
-                self.body_sent = simple_response(&mut self.out, 500, "Internal Server Error", &[], false);
+                self.body_sent =
+                    simple_response(&mut self.out, 500, "Internal Server Error", &[], false);
                 let _ = self.flush(stream).await;
                 return false;
             };
@@ -353,7 +354,8 @@ impl Exchange {
             // End without a head cannot come from a correct app side.
             self.status = 500;
             self.keep_alive = false;
-            self.body_sent = simple_response(&mut self.out, 500, "Internal Server Error", &[], false);
+            self.body_sent =
+                simple_response(&mut self.out, 500, "Internal Server Error", &[], false);
             return;
         }
         match self.framing {

@@ -168,35 +168,49 @@ fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<StdTcpListener> {
 /// How the worker stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
-    /// SIGTERM: in-flight requests finished (or the graceful timeout passed).
+    /// SIGTERM, and every in-flight request finished.
     Graceful,
+    /// SIGTERM, but the graceful timeout passed with requests still running.
+    Expired,
     /// SIGINT / SIGQUIT: stop now.
     Fast,
 }
 
-/// Serve on `listeners` until a signal says stop.
-pub fn run(listeners: Vec<Listener>, shared: Arc<Shared>) -> io::Result<Stopped> {
+/// Serve on `listeners` until a signal says stop. `ready` runs once the
+/// signal handlers are in place, so a signal sent the moment the caller
+/// announces readiness is handled, never fatal.
+pub fn run(
+    listeners: Vec<Listener>,
+    shared: Arc<Shared>,
+    ready: impl FnOnce(),
+) -> io::Result<Stopped> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let unix_paths: Vec<PathBuf> = listeners
+        .iter()
+        .filter_map(|l| match l {
+            Listener::Unix(_, path) => Some(path.clone()),
+            Listener::Tcp(_) => None,
+        })
+        .collect();
     let stopped = rt.block_on(async move {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut quit = signal(SignalKind::quit())?;
-        let mut unix_paths = Vec::new();
         for l in listeners {
             match l {
                 Listener::Tcp(l) => {
                     let l = TcpListener::from_std(l)?;
                     tokio::spawn(accept_tcp(l, shared.clone()));
                 }
-                Listener::Unix(l, path) => {
+                Listener::Unix(l, _) => {
                     let l = UnixListener::from_std(l)?;
                     tokio::spawn(accept_unix(l, shared.clone()));
-                    unix_paths.push(path);
                 }
             }
         }
+        ready();
         let how = tokio::select! {
             _ = term.recv() => Stopped::Graceful,
             _ = int.recv() => Stopped::Fast,
@@ -214,21 +228,25 @@ pub fn run(listeners: Vec<Listener>, shared: Arc<Shared>) -> io::Result<Stopped>
                     wait.await;
                 }
             });
-            tokio::select! {
-                res = drained => if res.is_err() {
-                    log::warn!("graceful timeout passed with requests still running");
-                },
-                _ = int.recv() => {},
-                _ = quit.recv() => {},
+            let finished = tokio::select! {
+                res = drained => res.is_ok(),
+                _ = int.recv() => false,
+                _ = quit.recv() => false,
+            };
+            if !finished {
+                log::warn!(
+                    "Stopping with requests still running (graceful timeout or a second signal)"
+                );
+                return io::Result::Ok(Stopped::Expired);
             }
-        }
-        for path in unix_paths {
-            let _ = std::fs::remove_file(path);
         }
         io::Result::Ok(how)
     })?;
     // Connection tasks still running are dropped here, closing their sockets.
     rt.shutdown_timeout(Duration::from_millis(100));
+    for path in unix_paths {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(stopped)
 }
 
