@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import socket
 import time
 from datetime import datetime, timezone
 
@@ -509,3 +510,12 @@ def test_client_with_an_incomplete_small_body_does_not_hold_the_only_python_thre
         stalled.send(b"x" * (100 - len(b"only part of the body")))
         late = stalled.read_response()
     assert late.json()["_body"].startswith("only part of the body")
+
+
+def test_client_that_half_closes_after_its_request_still_gets_the_response(echo):
+    with echo.connect() as conn:
+        conn.send(simple_request(target="/half", headers=[("Connection", "close")]))
+        conn.sock.shutdown(socket.SHUT_WR)
+        resp = conn.read_response()
+    assert resp.status == 200
+    assert resp.json()["PATH_INFO"] == "/half"

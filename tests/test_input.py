@@ -172,3 +172,35 @@ def test_unread_body_does_not_break_the_next_request_on_the_connection(inp):
     assert first.status == 200
     assert second.status == 200
     assert "HTTP_X_SECOND" in second.json()["http_keys"]
+
+
+def test_partly_read_body_does_not_break_the_next_request_on_the_connection(inp):
+    with inp.connect() as conn:
+        conn.send(
+            simple_request("POST", "/?op=read_once&n=3", headers=[("Content-Length", "11")])
+            + b"hello world"
+            + simple_request("GET", "/?op=read", headers=[("X-Second", "yes")])
+        )
+        first = conn.read_response()
+        second = conn.read_response()
+    assert first.json()["pieces"] == ["hel"]
+    assert first.json()["after"] == "lo world"
+    assert "HTTP_X_SECOND" in second.json()["http_keys"]
+
+
+def test_large_unread_body_is_never_parsed_as_a_request(inp):
+    body = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n" * 30000  # ~1 MiB of request-like bytes
+    with inp.connect() as conn:
+        conn.send(simple_request("POST", "/?op=none", headers=[("Content-Length", str(len(body)))]))
+        first = conn.read_response()
+        assert first.status == 200
+        try:
+            conn.send(body + simple_request("GET", "/?op=none", headers=[("X-Last", "1")]))
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the server closed instead of draining: fine
+        try:
+            second = conn.read_response()
+        except (AssertionError, OSError):
+            return  # closed: fine
+        assert "HTTP_X_LAST" in second.json()["http_keys"], "a body line was served as a request"
+        assert conn.is_closed_by_peer(1.0) or not conn.buf
