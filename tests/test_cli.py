@@ -461,7 +461,7 @@ def test_sigint_stops_the_server_quickly(oxgate):
     server = oxgate("echo_env")
     started = time.monotonic()
     server.proc.send_signal(signal.SIGINT)
-    server.wait_exit(10)
+    assert server.wait_exit(10) == 0
     assert time.monotonic() - started < 5
 
 

@@ -519,3 +519,36 @@ def test_client_that_half_closes_after_its_request_still_gets_the_response(echo)
         resp = conn.read_response()
     assert resp.status == 200
     assert resp.json()["PATH_INFO"] == "/half"
+
+
+def test_many_sequential_requests_on_one_keep_alive_connection(echo):
+    with echo.connect() as conn:
+        for i in range(200):
+            resp = conn.request(simple_request(target=f"/seq/{i}"))
+            assert resp.json()["PATH_INFO"] == f"/seq/{i}"
+
+
+def test_deep_pipeline_in_one_send_is_answered_in_order(echo):
+    requests = b"".join(
+        simple_request("POST", f"/deep/{i}", body=b"b%d" % i)
+        if i % 3 == 0
+        else simple_request(target=f"/deep/{i}")
+        for i in range(50)
+    )
+    with echo.connect() as conn:
+        conn.send(requests)
+        got = [conn.read_response().json() for _ in range(50)]
+    assert [g["PATH_INFO"] for g in got] == [f"/deep/{i}" for i in range(50)]
+    assert [g["_body"] for g in got[::3]] == [f"b{i}" for i in range(0, 50, 3)]
+
+
+def test_client_disconnect_in_the_middle_of_a_body_does_not_break_the_server(echo):
+    for size in (100, 1_000_000):
+        with echo.connect() as conn:
+            conn.send(simple_request("POST", "/cut", headers=[("Content-Length", str(size))]))
+            conn.send(b"x" * (size // 2))
+            conn.abort()
+    with echo.connect() as conn:
+        assert conn.request(simple_request(target="/after-cut")).status == 200
+    echo.wait_for_stderr(r"Listening at")  # still the same process, still logging
+    assert echo.proc.poll() is None

@@ -51,7 +51,7 @@ pub fn load(py: Python<'_>, uri: &str) -> Result<Py<PyAny>, Fail> {
             .map(|n| n.to_string())
             .unwrap_or_default();
         return Err(Fail::app(format!(
-            "'{uri}' is a {kind}, not a WSGI application: point to a callable(environ, start_response)"
+            "'{uri}' is not callable (got an object of type {kind}): point to a WSGI callable(environ, start_response)"
         )));
     }
     Ok(app.unbind())
