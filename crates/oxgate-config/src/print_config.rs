@@ -28,6 +28,11 @@ pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
         "bind" => py_list(cfg.bind.iter().map(ToString::to_string)),
         "backlog" => cfg.backlog.to_string(),
         "threads" => cfg.threads.to_string(),
+        "workers" => cfg.workers.to_string(),
+        "timeout" => cfg.timeout.to_string(),
+        "max_requests" => cfg.max_requests.to_string(),
+        "max_requests_jitter" => cfg.max_requests_jitter.to_string(),
+        "pidfile" => opt(cfg.pidfile.as_ref().map(|p| p.display().to_string())),
         "keepalive" => cfg.keepalive.to_string(),
         "graceful_timeout" => cfg.graceful_timeout.to_string(),
         // Not changing directory is the same as changing to '.'.

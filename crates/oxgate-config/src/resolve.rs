@@ -26,12 +26,20 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Never empty.
     pub bind: Vec<Bind>,
+    /// Worker processes; `WEB_CONCURRENCY` when not set.
+    pub workers: usize,
     pub threads: usize,
     pub backlog: i32,
     /// Seconds; 0 disables keep-alive.
     pub keepalive: u64,
     /// Seconds.
     pub graceful_timeout: u64,
+    /// Seconds a request may run before its worker is replaced; 0 = off.
+    pub timeout: u64,
+    /// Requests before a worker is replaced; 0 = off.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    pub pidfile: Option<PathBuf>,
     /// Checked to exist as a directory; `None` = stay where we are.
     pub chdir: Option<PathBuf>,
     pub pythonpath: Vec<String>,
@@ -113,10 +121,15 @@ pub fn build(
         app_uri: m.text("wsgi_app")?,
         config_file: m.text("config")?.map(PathBuf::from),
         bind: m.binds(getenv)?,
+        workers: to_usize(m.workers(getenv)?),
         threads: to_usize(m.int("threads", 1)?),
         backlog: i32::try_from(m.int("backlog", 2048)?).unwrap_or(i32::MAX),
         keepalive: m.int("keepalive", 2)?,
         graceful_timeout: m.int("graceful_timeout", 30)?,
+        timeout: m.int("timeout", 30)?,
+        max_requests: m.int("max_requests", 0)?,
+        max_requests_jitter: m.int("max_requests_jitter", 0)?,
+        pidfile: m.text("pidfile")?.map(PathBuf::from),
         chdir: m.chdir()?,
         pythonpath: m.comma_list("pythonpath"),
         raw_env: m.env_pairs("raw_env")?,
@@ -284,6 +297,25 @@ impl<'a> Merged<'a> {
             Some(raw) => value::parse_url_prefix(&raw)
                 .map_err(|p| env_error("root_path", p, &raw, "SCRIPT_NAME")),
             None => Ok(String::new()),
+        }
+    }
+
+    /// gunicorn: `WEB_CONCURRENCY` is the default when no source sets workers.
+    fn workers(&self, getenv: &dyn Fn(&str) -> Option<String>) -> Result<u64, ConfigError> {
+        if self.get("workers").is_some() {
+            return self.int("workers", 1);
+        }
+        match getenv("WEB_CONCURRENCY").filter(|v| !v.trim().is_empty()) {
+            Some(raw) => {
+                let setting = table::setting("workers");
+                let (min, max) = match setting.map(|s| s.kind) {
+                    Some(Kind::Int { min, max }) => (min, max),
+                    _ => (1, u64::MAX),
+                };
+                value::parse_int(raw.trim(), min, max)
+                    .map_err(|p| env_error("workers", p, &raw, "WEB_CONCURRENCY"))
+            }
+            None => Ok(1),
         }
     }
 

@@ -107,6 +107,9 @@ const I32_MAX: u64 = i32::MAX as u64;
 
 const UNBOUNDED: u64 = u64::MAX;
 
+/// Upper bound for `workers`: the master's scoreboard has this many slots.
+pub const MAX_WORKERS: u64 = 512;
+
 /// Every setting oxgate knows. Order within a section is listing order.
 pub static SETTINGS: &[Setting] = &[
     Setting {
@@ -173,6 +176,24 @@ pub static SETTINGS: &[Setting] = &[
               (`net.core.somaxconn` on Linux).",
     },
     Setting {
+        name: "workers",
+        section: Section::WorkerProcesses,
+        short: Some('w'),
+        long: Some("workers"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 1,
+            max: MAX_WORKERS,
+        },
+        default: "1",
+        help: "The number of worker processes serving requests.",
+        doc: "A master process binds the sockets and keeps this many workers running, \
+              replacing any that die. When not set anywhere, the `WEB_CONCURRENCY` \
+              environment variable gives the default, as in gunicorn. 2-4 per core is \
+              a usual start; SIGTTIN and SIGTTOU change it while running.",
+    },
+    Setting {
         name: "threads",
         section: Section::WorkerProcesses,
         short: None,
@@ -206,6 +227,56 @@ pub static SETTINGS: &[Setting] = &[
               0 closes the connection after each response.",
     },
     Setting {
+        name: "timeout",
+        section: Section::WorkerProcesses,
+        short: Some('t'),
+        long: Some("timeout"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "30",
+        help: "Seconds a request may run (or a worker may stay silent) before the \
+               worker is killed and replaced; 0 disables.",
+        doc: "The master logs the method and path of the stuck request and the \
+              Python stacks of the worker's threads, then kills the worker and \
+              starts a new one.",
+    },
+    Setting {
+        name: "max_requests",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("max-requests"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "0",
+        help: "Replace a worker after it has served this many requests; 0 disables.",
+        doc: "A simple guard against memory leaks. The replacement is started and \
+              ready before the old worker stops accepting, so no request is refused.",
+    },
+    Setting {
+        name: "max_requests_jitter",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("max-requests-jitter"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "0",
+        help: "Add a random 0..=N to max_requests per worker, so workers do not all \
+               restart at once.",
+        doc: "",
+    },
+    Setting {
         name: "graceful_timeout",
         section: Section::WorkerProcesses,
         short: None,
@@ -220,6 +291,18 @@ pub static SETTINGS: &[Setting] = &[
         help: "Seconds a worker gets to finish its requests after a graceful stop or \
                restart signal.",
         doc: "Workers still running when this time is up are killed.",
+    },
+    Setting {
+        name: "pidfile",
+        section: Section::ServerMechanics,
+        short: Some('p'),
+        long: Some("pid"),
+        aliases: &[],
+        meta: "FILE",
+        kind: Kind::Path,
+        default: "None",
+        help: "Write the master's process id to this file.",
+        doc: "The file is removed when the master exits cleanly.",
     },
     Setting {
         name: "chdir",

@@ -438,12 +438,29 @@ limit_request_field_size = 8190
 limit_request_fields     = 100
 limit_request_line       = 4094
 loglevel                 = info
+max_requests             = 0
+max_requests_jitter      = 0
+pidfile                  = None
 print_config             = True
 pythonpath               = None
 raw_env                  = ['A=1']
 root_path                = 
 threads                  = 1
+timeout                  = 30
+workers                  = 1
 wsgi_app                 = app:x
 "#;
     assert_eq!(print_config(&cfg), expected);
+}
+
+#[test]
+fn web_concurrency_is_the_default_for_workers_and_a_flag_wins() {
+    let env = |k: &str| (k == "WEB_CONCURRENCY").then(|| "3".to_string());
+    let cfg = build(&[cli(&["app:x"])], &env).unwrap();
+    assert_eq!(cfg.workers, 3);
+    let cfg = build(&[cli(&["-w", "2", "app:x"])], &env).unwrap();
+    assert_eq!(cfg.workers, 2);
+    let bad = |k: &str| (k == "WEB_CONCURRENCY").then(|| "many".to_string());
+    let err = build(&[cli(&["app:x"])], &bad).unwrap_err().to_string();
+    assert!(err.contains("WEB_CONCURRENCY"), "{err}");
 }

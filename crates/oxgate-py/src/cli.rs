@@ -2,16 +2,14 @@
 //! the sockets, then serving until a signal. Every start-up failure ends
 //! here as one `Error:` line and an exit code naming its cause.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use log::LevelFilter;
 use oxgate_config::{Command, Config, Layer, LogLevel};
-use oxgate_proto::Limits;
-use oxgate_server::{AccessLog, Listener, Settings, Shared, Stopped};
+use oxgate_server::Listener;
+use oxgate_supervisor::MasterConfig;
 use pyo3::prelude::*;
 
-use crate::environ::AppContext;
 use crate::fail::Fail;
 
 const DEFAULT_CONFIG: &str = "oxgate.conf.py";
@@ -71,16 +69,16 @@ fn main(py: Python<'_>, argv: Vec<String>) -> Result<i32, Fail> {
     oxgate_server::logging::init_error_log(&cfg.errorlog, level)
         .map_err(|e| Fail::boot(format!("cannot open error log '{}': {e}", cfg.errorlog)))?;
     prepare_python(py, &cfg)?;
-    let uri = cfg.app_uri.clone().ok_or_else(|| {
+    let uri = cfg.app_uri.as_ref().ok_or_else(|| {
         Fail::usage(
             "no application given: run oxgate [OPTIONS] MODULE[:VARIABLE], e.g. oxgate mysite.wsgi",
         )
     })?;
-    let app = crate::app::load(py, &uri)?;
     if cfg.check_config {
+        crate::app::load(py, uri)?;
         return Ok(0);
     }
-    serve(py, &cfg, app)
+    serve(py, &cfg)
 }
 
 /// chdir, sys.path and --env, before the app is imported (gunicorn's order).
@@ -112,66 +110,38 @@ fn prepare_python(py: Python<'_>, cfg: &Config) -> Result<(), Fail> {
     setup().map_err(|e| Fail::boot(format!("cannot prepare the interpreter: {e}")))
 }
 
-fn serve(py: Python<'_>, cfg: &Config, app: Py<PyAny>) -> Result<i32, Fail> {
+fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
     let mut listeners = Vec::new();
     for bind in &cfg.bind {
         listeners.push(Listener::bind(bind, cfg.backlog).map_err(|e| Fail::boot(e.to_string()))?);
     }
-    let access_log = match &cfg.accesslog {
-        Some(target) => Some(
-            AccessLog::open(target, cfg.access_log_format.clone())
-                .map_err(|e| Fail::boot(format!("cannot open access log '{target}': {e}")))?,
-        ),
-        None => None,
-    };
-    let script_name = if cfg.root_path.is_empty() {
-        std::env::var("SCRIPT_NAME").unwrap_or_default()
-    } else {
-        cfg.root_path.clone()
-    };
-    let script_name = script_name.trim_end_matches('/').to_owned();
-    let threads = cfg.threads.max(1);
-    let ctx = AppContext::new(py, script_name, threads)
-        .map_err(|e| Fail::boot(format!("cannot build the environ: {e}")))?;
-    let queue = (threads * 64).max(1024);
-    let (pool, handles) = crate::pool::start(app, Arc::new(ctx), threads, queue)
-        .map_err(|e| Fail::boot(format!("cannot start app threads: {e}")))?;
-    let settings = Settings {
-        limits: Limits {
-            max_request_line: cfg.limit_request_line,
-            max_headers: cfg.limit_request_fields,
-            max_header_size: cfg.limit_request_field_size,
-        },
-        keepalive: Duration::from_secs(cfg.keepalive),
-        head_timeout: Duration::from_secs(30),
-        body_timeout: Duration::from_secs(30),
-        body_buffer: 64 * 1024,
+    let master = MasterConfig {
+        workers: cfg.workers,
+        timeout: (cfg.timeout > 0).then(|| Duration::from_secs(cfg.timeout)),
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout),
+        max_requests: cfg.max_requests,
+        max_requests_jitter: cfg.max_requests_jitter,
+        pidfile: cfg.pidfile.clone(),
     };
-    log::info!("Starting oxgate {}", env!("CARGO_PKG_VERSION"));
     let urls: Vec<String> = listeners.iter().map(Listener::url).collect();
-    let shared = Arc::new(Shared::new(settings, Arc::new(pool), access_log));
+    let (workers, threads) = (cfg.workers, cfg.threads.max(1));
     let ready = move || {
+        log::info!("Starting oxgate {}", env!("CARGO_PKG_VERSION"));
         for url in urls {
             log::info!("Listening at: {url} ({})", std::process::id());
         }
-        log::info!("Serving with {threads} thread(s)");
+        log::info!("Using {workers} worker(s) with {threads} thread(s) each");
     };
-    let stopped = py
-        .detach(move || oxgate_server::run(listeners, shared, ready))
-        .map_err(|e| Fail::boot(format!("server failed: {e}")))?;
-    if stopped == Stopped::Graceful {
-        // The queue closed with the server: idle threads exit at once. A
-        // thread still in the app (its client gone) gets what is left of
-        // the graceful timeout, then is abandoned with the process.
-        let deadline = std::time::Instant::now() + Duration::from_secs(cfg.graceful_timeout);
-        py.detach(|| {
-            while handles.iter().any(|h| !h.is_finished()) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
+    let mut host = crate::worker::Host {
+        py,
+        cfg,
+        listeners: &listeners,
+    };
+    let code = oxgate_supervisor::run(master, &mut host, ready)
+        .map_err(|e| Fail::boot(format!("the master failed: {e}")))?;
+    for path in listeners.iter().filter_map(Listener::unix_path) {
+        let _ = std::fs::remove_file(path);
     }
-    log::info!("Shutting down: master");
     log::logger().flush();
-    Ok(0)
+    Ok(code)
 }

@@ -24,13 +24,18 @@ pub struct AppContext {
 }
 
 impl AppContext {
-    pub fn new(py: Python<'_>, script_name: String, threads: usize) -> PyResult<Self> {
+    pub fn new(
+        py: Python<'_>,
+        script_name: String,
+        threads: usize,
+        workers: usize,
+    ) -> PyResult<Self> {
         let base = PyDict::new(py);
         base.set_item("wsgi.version", (1, 0))?;
         base.set_item("wsgi.url_scheme", "http")?;
         base.set_item("wsgi.errors", Py::new(py, WsgiErrors)?)?;
         base.set_item("wsgi.multithread", threads > 1)?;
-        base.set_item("wsgi.multiprocess", false)?;
+        base.set_item("wsgi.multiprocess", workers > 1)?;
         base.set_item("wsgi.run_once", false)?;
         base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
         base.set_item("wsgi.input_terminated", true)?;

@@ -15,6 +15,7 @@ mod pool;
 mod respond;
 mod start_response;
 mod traceback;
+mod worker;
 
 #[pymodule]
 fn _oxgate(m: &Bound<'_, PyModule>) -> PyResult<()> {

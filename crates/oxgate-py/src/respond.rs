@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::os::fd::BorrowedFd;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use oxgate_server::{Request, ResponseMsg};
@@ -28,7 +27,7 @@ enum Outcome {
     Failed(PyErr),
 }
 
-pub fn handle(py: Python<'_>, app: &Py<PyAny>, ctx: &Arc<AppContext>, req: Request) {
+pub fn handle(py: Python<'_>, app: &Py<PyAny>, ctx: &AppContext, req: Request) {
     let Request {
         head,
         body,

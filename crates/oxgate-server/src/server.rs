@@ -41,6 +41,8 @@ pub struct Shared {
     pub settings: Settings,
     pub handler: Arc<dyn Handler>,
     pub access_log: Option<AccessLog>,
+    /// Called every second from the I/O loop: the worker's heartbeat.
+    pub tick: Option<Box<dyn Fn() + Send + Sync>>,
     shutdown: watch::Sender<bool>,
     active: AtomicUsize,
     idle: Notify,
@@ -56,6 +58,7 @@ impl Shared {
             settings,
             handler,
             access_log,
+            tick: None,
             shutdown: watch::channel(false).0,
             active: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -71,7 +74,8 @@ impl Shared {
     }
 }
 
-/// A bound, listening socket, made before the runtime (and, later, before fork).
+/// A bound, listening socket, made by the master before any fork. The
+/// master removes a unix socket's file when it exits; workers never do.
 pub enum Listener {
     Tcp(StdTcpListener),
     Unix(StdUnixListener, PathBuf),
@@ -99,6 +103,14 @@ impl std::fmt::Display for BindError {
 }
 
 impl Listener {
+    /// The socket file of a unix listener.
+    pub fn unix_path(&self) -> Option<&PathBuf> {
+        match self {
+            Listener::Unix(_, path) => Some(path),
+            Listener::Tcp(_) => None,
+        }
+    }
+
     pub fn bind(bind: &Bind, backlog: i32) -> Result<Listener, BindError> {
         let address = describe(bind);
         let fail = |error| BindError {
@@ -128,6 +140,14 @@ impl Listener {
                 Ok(Listener::Unix(l, path.clone()))
             }
         }
+    }
+
+    /// Another handle on the same socket (a worker's own copy).
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(match self {
+            Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
+            Listener::Unix(l, path) => Listener::Unix(l.try_clone()?, path.clone()),
+        })
     }
 
     /// "http://127.0.0.1:8000" or "unix:/path", for the Listening line.
@@ -187,13 +207,6 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let unix_paths: Vec<PathBuf> = listeners
-        .iter()
-        .filter_map(|l| match l {
-            Listener::Unix(_, path) => Some(path.clone()),
-            Listener::Tcp(_) => None,
-        })
-        .collect();
     let stopped = rt.block_on(async move {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -210,6 +223,16 @@ pub fn run(
                 }
             }
         }
+        let beat = shared.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                if let Some(tick) = &beat.tick {
+                    tick();
+                }
+            }
+        });
         ready();
         let how = tokio::select! {
             _ = term.recv() => Stopped::Graceful,
@@ -244,9 +267,6 @@ pub fn run(
     })?;
     // Connection tasks still running are dropped here, closing their sockets.
     rt.shutdown_timeout(Duration::from_millis(100));
-    for path in unix_paths {
-        let _ = std::fs::remove_file(path);
-    }
     Ok(stopped)
 }
 

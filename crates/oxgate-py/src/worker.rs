@@ -1,0 +1,152 @@
+//! One worker process, from just after fork to its exit: fix up the
+//! interpreter, load the app, serve on the inherited sockets, report
+//! liveness to the master. Never returns into master code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxgate_config::Config;
+use oxgate_proto::Limits;
+use oxgate_server::{AccessLog, Listener, Settings, Shared, Stopped};
+use oxgate_supervisor::{WorkerContext, WorkerHost};
+use pyo3::prelude::*;
+
+use crate::environ::AppContext;
+use crate::fail::Fail;
+
+pub struct Host<'a, 'py> {
+    pub py: Python<'py>,
+    pub cfg: &'a Config,
+    pub listeners: &'a [Listener],
+}
+
+impl WorkerHost for Host<'_, '_> {
+    fn before_fork(&mut self) {
+        // SAFETY: called with the GIL held by this (the only) thread, as
+        // CPython requires around fork(2).
+        unsafe { pyo3::ffi::PyOS_BeforeFork() }
+    }
+
+    fn after_fork_parent(&mut self) {
+        // SAFETY: as above, in the parent right after fork(2).
+        unsafe { pyo3::ffi::PyOS_AfterFork_Parent() }
+    }
+
+    fn run_worker(&mut self, ctx: WorkerContext) -> i32 {
+        // SAFETY: in the child right after fork(2), GIL held by this thread.
+        unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
+        let code = match worker_main(self.py, self.cfg, self.listeners, ctx) {
+            Ok(code) => code,
+            Err(fail) => {
+                log::logger().flush();
+                eprintln!("Error: {}", fail.message);
+                fail.code
+            }
+        };
+        flush_python(self.py);
+        code
+    }
+}
+
+/// The app's buffered prints must not be lost to _exit.
+fn flush_python(py: Python<'_>) {
+    if let Ok(sys) = py.import("sys") {
+        for name in ["stdout", "stderr"] {
+            if let Ok(stream) = sys.getattr(name) {
+                let _ = stream.call_method0("flush");
+            }
+        }
+    }
+}
+
+/// faulthandler writes every thread's stack from its C signal handler, so
+/// the dump works even when an app thread holds the GIL in a busy loop.
+fn arm_stack_dump(py: Python<'_>, errorlog: &str) -> PyResult<()> {
+    let signal = py.import("signal")?.getattr("SIGABRT")?;
+    let file = if errorlog == "-" {
+        py.import("sys")?.getattr("stderr")?
+    } else {
+        py.import("builtins")?
+            .getattr("open")?
+            .call1((errorlog, "a"))?
+    };
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("file", file)?;
+    kwargs.set_item("all_threads", true)?;
+    py.import("faulthandler")?
+        .getattr("register")?
+        .call((signal,), Some(&kwargs))?;
+    Ok(())
+}
+
+fn worker_main(
+    py: Python<'_>,
+    cfg: &Config,
+    listeners: &[Listener],
+    ctx: WorkerContext,
+) -> Result<i32, Fail> {
+    log::info!("Booting worker with pid: {}", std::process::id());
+    if let Err(e) = arm_stack_dump(py, &cfg.errorlog) {
+        log::warn!("stack dumps on timeout are unavailable: {e}");
+    }
+    let uri = cfg.app_uri.as_deref().unwrap_or_default();
+    let app = crate::app::load(py, uri)?;
+    let mut own = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        own.push(
+            l.try_clone()
+                .map_err(|e| Fail::boot(format!("cannot use the listening socket: {e}")))?,
+        );
+    }
+    let access_log = match &cfg.accesslog {
+        Some(target) => Some(
+            AccessLog::open(target, cfg.access_log_format.clone())
+                .map_err(|e| Fail::boot(format!("cannot open access log '{target}': {e}")))?,
+        ),
+        None => None,
+    };
+    let script_name = cfg.root_path.trim_end_matches('/').to_owned();
+    let threads = cfg.threads.max(1);
+    let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)
+        .map_err(|e| Fail::boot(format!("cannot build the environ: {e}")))?;
+    let queue = (threads * 64).max(1024);
+    let ctx = Arc::new(ctx);
+    let (pool, handles) = crate::pool::start(app, app_ctx, ctx.clone(), threads, queue)
+        .map_err(|e| Fail::boot(format!("cannot start app threads: {e}")))?;
+    let settings = Settings {
+        limits: Limits {
+            max_request_line: cfg.limit_request_line,
+            max_headers: cfg.limit_request_fields,
+            max_header_size: cfg.limit_request_field_size,
+        },
+        keepalive: Duration::from_secs(cfg.keepalive),
+        head_timeout: Duration::from_secs(30),
+        body_timeout: Duration::from_secs(30),
+        body_buffer: 64 * 1024,
+        graceful_timeout: Duration::from_secs(cfg.graceful_timeout),
+    };
+    let mut shared = Shared::new(settings, Arc::new(pool), access_log);
+    let beat = ctx.clone();
+    shared.tick = Some(Box::new(move || beat.scoreboard.heartbeat(beat.slot)));
+    let shared = Arc::new(shared);
+    let ready = move || {
+        log::info!("Worker ready (pid: {})", std::process::id());
+        ctx.ready();
+    };
+    let stopped = py
+        .detach(move || oxgate_server::run(own, shared, ready))
+        .map_err(|e| Fail::boot(format!("server failed: {e}")))?;
+    if stopped == Stopped::Graceful {
+        // The queue closed with the server: idle threads exit at once. A
+        // thread still in the app (its client gone) gets what is left of
+        // the graceful timeout, then is abandoned with the process.
+        let deadline = std::time::Instant::now() + Duration::from_secs(cfg.graceful_timeout);
+        py.detach(|| {
+            while handles.iter().any(|h| !h.is_finished()) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    }
+    log::info!("Worker exiting (pid: {})", std::process::id());
+    Ok(0)
+}

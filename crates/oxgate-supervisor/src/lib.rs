@@ -1,0 +1,60 @@
+//! The prefork master: binds nothing and serves nothing itself; it forks
+//! workers, supervises them through signals, pipes and a scoreboard,
+//! respawns, reloads and stops them. No tokio, no pyo3.
+
+mod fork;
+mod master;
+mod scoreboard;
+mod signals;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use fork::WorkerHost;
+pub use master::run;
+pub use scoreboard::{Scoreboard, THREAD_CELLS};
+
+/// Exit code of a worker that could not start serving (sockets, logs).
+pub const EXIT_BOOT: i32 = 3;
+/// Exit code of a worker that could not load the application.
+pub const EXIT_APP: i32 = 4;
+
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    pub workers: usize,
+    /// A request running longer, or a worker silent longer, is killed; None = off.
+    pub timeout: Option<Duration>,
+    pub graceful_timeout: Duration,
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    pub pidfile: Option<PathBuf>,
+}
+
+/// What a worker knows about its place in the master's bookkeeping.
+pub struct WorkerContext {
+    pub scoreboard: Arc<Scoreboard>,
+    pub slot: usize,
+    /// This worker's request budget (jitter applied); 0 = unlimited.
+    pub max_requests: u64,
+    notify: OwnedFd,
+}
+
+impl WorkerContext {
+    fn send(&self, byte: u8) {
+        // SAFETY: writing one byte from the stack to our own pipe fd.
+        let _ = unsafe { libc::write(self.notify.as_raw_fd(), (&byte as *const u8).cast(), 1) };
+    }
+
+    /// The worker accepts connections now.
+    pub fn ready(&self) {
+        self.send(b'R');
+    }
+
+    /// The worker reached max_requests: the master starts a replacement
+    /// and stops this one once the replacement is ready.
+    pub fn retire(&self) {
+        self.send(b'M');
+    }
+}

@@ -1,0 +1,466 @@
+//! The master loop: one `match` over signals, worker notes and timers;
+//! keeps `workers` processes serving, replacing any that die, hang, reach
+//! max-requests or are reloaded, with the replacement ready first.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::fork::{fork, Forked, WorkerHost};
+use crate::scoreboard::{now_ms, Scoreboard};
+use crate::signals::{self, pipe_nonblocking, SignalPipe};
+use crate::{MasterConfig, WorkerContext, EXIT_APP, EXIT_BOOT};
+
+const SLOTS: usize = 512;
+/// How long a worker asked for its stacks (SIGABRT) gets before SIGKILL.
+const STACK_GRACE: Duration = Duration::from_millis(500);
+/// How long INT/QUIT give workers before SIGKILL.
+const FAST_GRACE: Duration = Duration::from_secs(2);
+
+struct Worker {
+    slot: usize,
+    notify: OwnedFd,
+    ready: bool,
+    /// Replace this worker, then stop it (reload, max-requests, TTOU).
+    retire: bool,
+    /// Told to stop gracefully at this time.
+    stopping: Option<Instant>,
+    /// SIGKILL due at this time (after a timeout's stack dump).
+    kill_at: Option<Instant>,
+    spawned: Instant,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Graceful(Instant),
+    Fast(Instant),
+}
+
+struct Master<'a> {
+    cfg: MasterConfig,
+    host: &'a mut dyn WorkerHost,
+    signals: SignalPipe,
+    board: Arc<Scoreboard>,
+    workers: HashMap<libc::pid_t, Worker>,
+    target: usize,
+    phase: Phase,
+    boot_failures: u32,
+    next_spawn: Instant,
+    exit_code: i32,
+    rng: u64,
+}
+
+/// Run the master until it stops; returns the process exit code.
+/// `ready` runs once signals are handled, before the first fork.
+pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -> io::Result<i32> {
+    let signals = SignalPipe::install()?;
+    let board = Arc::new(Scoreboard::new(SLOTS)?);
+    if let Some(path) = &cfg.pidfile {
+        std::fs::write(path, format!("{}\n", std::process::id()))?;
+    }
+    ready();
+    let target = cfg.workers.clamp(1, SLOTS);
+    let mut master = Master {
+        host,
+        signals,
+        board,
+        workers: HashMap::new(),
+        target,
+        phase: Phase::Running,
+        boot_failures: 0,
+        next_spawn: Instant::now(),
+        exit_code: 0,
+        rng: u64::from(std::process::id()) ^ now_ms().rotate_left(17),
+        cfg,
+    };
+    let code = master.run_loop();
+    if let Some(path) = &master.cfg.pidfile {
+        let _ = std::fs::remove_file(path);
+    }
+    code
+}
+
+impl Master<'_> {
+    fn run_loop(&mut self) -> io::Result<i32> {
+        loop {
+            self.spawn_as_needed()?;
+            self.wait_events();
+            for sig in self.signals.drain() {
+                self.on_signal(sig);
+            }
+            self.reap();
+            self.check_timeouts();
+            match self.phase {
+                Phase::Running => self.rebalance(),
+                Phase::Graceful(deadline) | Phase::Fast(deadline) => {
+                    if self.workers.is_empty() {
+                        log::info!("Shutting down: master");
+                        return Ok(self.exit_code);
+                    }
+                    if Instant::now() >= deadline {
+                        for (&pid, w) in &mut self.workers {
+                            if w.kill_at.is_none() {
+                                log::warn!(
+                                    "Worker (pid:{pid}) still running at the deadline: killing it"
+                                );
+                                send(pid, libc::SIGKILL);
+                                w.kill_at = Some(Instant::now());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleep until a signal, a worker note, or the next tick.
+    fn wait_events(&mut self) {
+        let mut fds = vec![libc::pollfd {
+            fd: self.signals.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let pids: Vec<libc::pid_t> = self.workers.keys().copied().collect();
+        for pid in &pids {
+            let fd = self.workers[pid].notify.as_raw_fd();
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: `fds` is a valid, initialised array of its stated length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 250) };
+        if n <= 0 {
+            return;
+        }
+        for (pid, pfd) in pids.iter().zip(&fds[1..]) {
+            if pfd.revents & libc::POLLIN != 0 {
+                self.read_notes(*pid);
+            }
+        }
+    }
+
+    fn read_notes(&mut self, pid: libc::pid_t) {
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        let mut buf = [0u8; 16];
+        // SAFETY: reading into a stack buffer of the given length.
+        let n = unsafe { libc::read(w.notify.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        for &b in buf.iter().take(usize::try_from(n).unwrap_or(0)) {
+            match b {
+                b'R' => {
+                    w.ready = true;
+                    self.boot_failures = 0;
+                }
+                b'M' if !w.retire => {
+                    log::info!("Worker (pid:{pid}) reached max requests: replacing it");
+                    w.retire = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_signal(&mut self, sig: libc::c_int) {
+        match sig {
+            libc::SIGCHLD | libc::SIGPIPE => {}
+            libc::SIGTERM => self.stop(false),
+            libc::SIGINT | libc::SIGQUIT => self.stop(true),
+            libc::SIGHUP => {
+                log::info!(
+                    "Handling signal: hup; reloading with {} new worker(s)",
+                    self.target
+                );
+                for w in self.workers.values_mut() {
+                    w.retire = true;
+                }
+            }
+            libc::SIGTTIN => {
+                if self.target < SLOTS {
+                    self.target += 1;
+                }
+                log::info!("Handling signal: ttin; workers: {}", self.target);
+            }
+            libc::SIGTTOU => {
+                self.target = self.target.saturating_sub(1).max(1);
+                log::info!("Handling signal: ttou; workers: {}", self.target);
+            }
+            other => log::info!(
+                "Ignoring signal {} (not supported yet)",
+                signals::name(other)
+            ),
+        }
+    }
+
+    fn stop(&mut self, fast: bool) {
+        let now = Instant::now();
+        let (phase, sig) = if fast {
+            (Phase::Fast(now + FAST_GRACE), libc::SIGINT)
+        } else {
+            (
+                Phase::Graceful(now + self.cfg.graceful_timeout),
+                libc::SIGTERM,
+            )
+        };
+        // A second, faster signal may shorten a graceful stop, never lengthen.
+        if matches!((self.phase, phase), (Phase::Fast(_), Phase::Graceful(_))) {
+            return;
+        }
+        log::info!("Handling signal: {}", if fast { "int" } else { "term" });
+        self.phase = phase;
+        for (&pid, w) in &mut self.workers {
+            w.stopping.get_or_insert(now);
+            send(pid, sig);
+        }
+    }
+
+    fn counted(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| !w.retire && w.stopping.is_none() && w.kill_at.is_none())
+            .count()
+    }
+
+    /// Start workers up to the target (after a backoff if boots fail).
+    fn spawn_as_needed(&mut self) -> io::Result<()> {
+        if self.phase != Phase::Running {
+            return Ok(());
+        }
+        while self.counted() < self.target && Instant::now() >= self.next_spawn {
+            self.spawn()?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let used: Vec<usize> = self.workers.values().map(|w| w.slot).collect();
+        let Some(slot) = (0..SLOTS).find(|s| !used.contains(s)) else {
+            return Ok(());
+        };
+        self.board.reset(slot);
+        let (read, write) = pipe_nonblocking()?;
+        let max_requests = match self.cfg.max_requests {
+            0 => 0,
+            n => n + self.jitter(),
+        };
+        match fork(self.host)? {
+            Forked::Parent(pid) => {
+                drop(write);
+                let now = Instant::now();
+                self.workers.insert(
+                    pid,
+                    Worker {
+                        slot,
+                        notify: read,
+                        ready: false,
+                        retire: false,
+                        stopping: None,
+                        kill_at: None,
+                        spawned: now,
+                    },
+                );
+            }
+            Forked::Child => {
+                drop(read);
+                // The child owns nothing of the master but its worker fds.
+                let signals = std::mem::replace(&mut self.signals, SignalPipe::placeholder());
+                signals.reset_in_child();
+                let ctx = WorkerContext {
+                    scoreboard: self.board.clone(),
+                    slot,
+                    max_requests,
+                    notify: write,
+                };
+                let code = self.host.run_worker(ctx);
+                // SAFETY: ending the child here is the point: it must never
+                // return into the master's loop.
+                unsafe { libc::_exit(code) };
+            }
+        }
+        Ok(())
+    }
+
+    fn jitter(&mut self) -> u64 {
+        if self.cfg.max_requests_jitter == 0 {
+            return 0;
+        }
+        // xorshift: spreading restarts needs no cryptographic quality.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % (self.cfg.max_requests_jitter + 1)
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid with WNOHANG writes only to `status`.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            let Some(w) = self.workers.remove(&pid) else {
+                continue;
+            };
+            self.on_exit(pid, &w, status);
+        }
+    }
+
+    fn on_exit(&mut self, pid: libc::pid_t, w: &Worker, status: libc::c_int) {
+        let expected = w.stopping.is_some() || w.kill_at.is_some() || self.phase != Phase::Running;
+        let cause = if libc::WIFEXITED(status) {
+            format!("exited with code {}", libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            format!(
+                "was killed by signal {}",
+                signals::name(libc::WTERMSIG(status))
+            )
+        } else {
+            "ended".to_owned()
+        };
+        if expected {
+            log::info!("Worker (pid:{pid}) {cause}");
+            return;
+        }
+        log::error!("Worker (pid:{pid}) {cause}");
+        if w.ready {
+            return;
+        }
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            0
+        };
+        let serving = self.workers.values().any(|o| o.ready);
+        if (code == EXIT_APP || code == EXIT_BOOT) && !serving {
+            let what = if code == EXIT_APP {
+                "the application could not be loaded"
+            } else {
+                "it could not start"
+            };
+            log::error!("Worker (pid:{pid}) failed to boot: {what}; stopping");
+            self.exit_code = code;
+            self.stop(false);
+            return;
+        }
+        if code == EXIT_APP || code == EXIT_BOOT {
+            // A reload whose new code does not load: keep the old workers.
+            log::error!("New worker failed to load the application: keeping the running workers");
+            for o in self.workers.values_mut() {
+                o.retire = false;
+            }
+        }
+        self.boot_failures += 1;
+        let delay = Duration::from_millis(100 << self.boot_failures.min(7));
+        self.next_spawn = Instant::now() + delay.min(Duration::from_secs(10));
+        let _ = w.spawned;
+    }
+
+    /// Stop retiring workers once their replacements can carry the load,
+    /// and extra workers beyond the target.
+    fn rebalance(&mut self) {
+        let now = Instant::now();
+        let ready_new = self
+            .workers
+            .values()
+            .filter(|w| w.ready && !w.retire && w.stopping.is_none() && w.kill_at.is_none())
+            .count();
+        let mut retiring: Vec<(libc::pid_t, bool, Instant)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.retire && w.stopping.is_none() && w.kill_at.is_none())
+            .map(|(&pid, w)| (pid, w.ready, w.spawned))
+            .collect();
+        retiring.sort_by_key(|&(_, _, spawned)| spawned);
+        let mut serving = ready_new + retiring.iter().filter(|r| r.1).count();
+        for (pid, ready, _) in retiring {
+            // Never drop below the target while replacements boot.
+            if ready && serving <= self.target {
+                continue;
+            }
+            self.stop_worker(pid, now);
+            if ready {
+                serving -= 1;
+            }
+        }
+        // TTOU: too many counted workers; stop the oldest.
+        let mut counted: Vec<(libc::pid_t, Instant)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !w.retire && w.stopping.is_none() && w.kill_at.is_none())
+            .map(|(&pid, w)| (pid, w.spawned))
+            .collect();
+        counted.sort_by_key(|&(_, spawned)| spawned);
+        let extra = counted.len().saturating_sub(self.target);
+        for &(pid, _) in counted.iter().take(extra) {
+            self.stop_worker(pid, now);
+        }
+    }
+
+    fn stop_worker(&mut self, pid: libc::pid_t, now: Instant) {
+        if let Some(w) = self.workers.get_mut(&pid) {
+            w.stopping = Some(now);
+            send(pid, libc::SIGTERM);
+        }
+    }
+
+    fn check_timeouts(&mut self) {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let graceful = self.cfg.graceful_timeout;
+        for (&pid, w) in &mut self.workers {
+            if let Some(at) = w.kill_at {
+                if now >= at {
+                    send(pid, libc::SIGKILL);
+                    w.kill_at = Some(now + Duration::from_secs(3600));
+                }
+                continue;
+            }
+            if let Some(since) = w.stopping {
+                if self.phase == Phase::Running && now.duration_since(since) > graceful {
+                    log::warn!(
+                        "Worker (pid:{pid}) did not stop within the graceful timeout: killing it"
+                    );
+                    send(pid, libc::SIGKILL);
+                    w.kill_at = Some(now + Duration::from_secs(3600));
+                }
+                continue;
+            }
+            let Some(limit) = self.cfg.timeout else {
+                continue;
+            };
+            if !w.ready {
+                continue;
+            }
+            let limit_ms = limit.as_millis() as u64;
+            let stuck = match self.board.oldest_request(w.slot) {
+                Some((since, what)) if now_ms.saturating_sub(since) > limit_ms => Some(what),
+                _ => None,
+            };
+            let silent = now_ms.saturating_sub(self.board.last_heartbeat(w.slot)) > limit_ms;
+            if stuck.is_none() && !silent {
+                continue;
+            }
+            let on = match &stuck {
+                Some(what) => format!(" on {what}"),
+                None => " (no heartbeat)".to_owned(),
+            };
+            log::error!(
+                "Worker (pid:{pid}) timed out after {}s{on}; its Python stacks follow, then it is killed and replaced",
+                limit.as_secs()
+            );
+            send(pid, libc::SIGABRT);
+            w.kill_at = Some(now + STACK_GRACE);
+        }
+    }
+}
+
+fn send(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill(2) on a child pid we have not reaped yet.
+    unsafe { libc::kill(pid, sig) };
+}

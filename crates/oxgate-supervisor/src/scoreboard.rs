@@ -1,0 +1,134 @@
+//! Liveness the master reads without a syscall per worker: a shared
+//! anonymous mapping made before any fork, one cell per worker slot, where
+//! the worker stamps a heartbeat and each app thread what it is running.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// App threads per worker with their own cell; more share none (untracked).
+pub const THREAD_CELLS: usize = 64;
+const TEXT: usize = 116;
+
+#[repr(C)]
+struct ThreadCell {
+    /// Monotonic ms when the running request started; 0 = idle.
+    since_ms: AtomicU64,
+    len: AtomicU32,
+    text: [AtomicU8; TEXT],
+}
+
+#[repr(C)]
+struct WorkerCell {
+    heartbeat_ms: AtomicU64,
+    threads: [ThreadCell; THREAD_CELLS],
+}
+
+pub struct Scoreboard {
+    cells: *const WorkerCell,
+    slots: usize,
+}
+
+// SAFETY: the mapping is only accessed through atomics and lives as long
+// as the process (it is never unmapped).
+unsafe impl Send for Scoreboard {}
+// SAFETY: as above: shared access is through atomics only.
+unsafe impl Sync for Scoreboard {}
+
+/// Milliseconds on the system-wide monotonic clock, the same in every process.
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+}
+
+impl Scoreboard {
+    pub fn new(slots: usize) -> io::Result<Scoreboard> {
+        let size = std::mem::size_of::<WorkerCell>() * slots;
+        // SAFETY: an anonymous shared mapping with no address hint; the
+        // kernel zero-fills it, and all-zero bytes are valid atomics.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Scoreboard {
+            cells: ptr.cast(),
+            slots,
+        })
+    }
+
+    fn cell(&self, slot: usize) -> &WorkerCell {
+        assert!(slot < self.slots, "scoreboard slot out of range");
+        // SAFETY: slot is in bounds of the mapping, which outlives self.
+        unsafe { &*self.cells.add(slot) }
+    }
+
+    /// Clear a slot for a new worker.
+    pub fn reset(&self, slot: usize) {
+        let cell = self.cell(slot);
+        cell.heartbeat_ms.store(now_ms(), Ordering::Release);
+        for t in &cell.threads {
+            t.since_ms.store(0, Ordering::Release);
+        }
+    }
+
+    pub fn heartbeat(&self, slot: usize) {
+        self.cell(slot)
+            .heartbeat_ms
+            .store(now_ms(), Ordering::Release);
+    }
+
+    pub fn last_heartbeat(&self, slot: usize) -> u64 {
+        self.cell(slot).heartbeat_ms.load(Ordering::Acquire)
+    }
+
+    /// An app thread starts a request described by `what` ("GET /path").
+    pub fn begin(&self, slot: usize, thread: usize, what: &str) {
+        let Some(t) = self.cell(slot).threads.get(thread) else {
+            return;
+        };
+        let bytes = what.as_bytes();
+        let n = bytes.len().min(TEXT);
+        for (dst, src) in t.text.iter().zip(&bytes[..n]) {
+            dst.store(*src, Ordering::Relaxed);
+        }
+        t.len.store(n as u32, Ordering::Relaxed);
+        t.since_ms.store(now_ms().max(1), Ordering::Release);
+    }
+
+    pub fn end(&self, slot: usize, thread: usize) {
+        if let Some(t) = self.cell(slot).threads.get(thread) {
+            t.since_ms.store(0, Ordering::Release);
+        }
+    }
+
+    /// The longest-running request of a worker: (started ms, description).
+    pub fn oldest_request(&self, slot: usize) -> Option<(u64, String)> {
+        let mut oldest: Option<(u64, String)> = None;
+        for t in &self.cell(slot).threads {
+            let since = t.since_ms.load(Ordering::Acquire);
+            if since == 0 || oldest.as_ref().is_some_and(|(o, _)| *o <= since) {
+                continue;
+            }
+            let len = (t.len.load(Ordering::Relaxed) as usize).min(TEXT);
+            let text: Vec<u8> = t.text[..len]
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect();
+            oldest = Some((since, String::from_utf8_lossy(&text).into_owned()));
+        }
+        oldest
+    }
+}
