@@ -60,9 +60,10 @@ fn flush_python(py: Python<'_>) {
 }
 
 /// faulthandler writes every thread's stack from its C signal handler, so
-/// the dump works even when an app thread holds the GIL in a busy loop.
+/// the dump works even when an app thread holds the GIL in a busy loop. It
+/// covers SIGABRT (the master's timeout kill) and the crashes (SIGSEGV,
+/// SIGBUS, SIGFPE, SIGILL) of C extensions alike.
 fn arm_stack_dump(py: Python<'_>, errorlog: &str) -> PyResult<()> {
-    let signal = py.import("signal")?.getattr("SIGABRT")?;
     let file = if errorlog == "-" {
         py.import("sys")?.getattr("stderr")?
     } else {
@@ -74,8 +75,8 @@ fn arm_stack_dump(py: Python<'_>, errorlog: &str) -> PyResult<()> {
     kwargs.set_item("file", file)?;
     kwargs.set_item("all_threads", true)?;
     py.import("faulthandler")?
-        .getattr("register")?
-        .call((signal,), Some(&kwargs))?;
+        .getattr("enable")?
+        .call((), Some(&kwargs))?;
     Ok(())
 }
 

@@ -11,18 +11,14 @@ type Sink = Mutex<Box<dyn Write + Send>>;
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 
-struct ErrorLog {
-    pid: u32,
-}
+struct ErrorLog;
 
 /// Open `target` ("-" is stderr) and install it as the process's error log.
 /// Only the first call installs; later calls change the level only.
 pub fn init_error_log(target: &str, level: LevelFilter) -> io::Result<()> {
     let out = open_target(target, io::stderr())?;
     if SINK.set(Mutex::new(out)).is_ok() {
-        let _ = log::set_boxed_logger(Box::new(ErrorLog {
-            pid: std::process::id(),
-        }));
+        let _ = log::set_boxed_logger(Box::new(ErrorLog));
     }
     log::set_max_level(level);
     Ok(())
@@ -81,9 +77,10 @@ impl Log for ErrorLog {
             return;
         }
         let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S %z");
+        // Asked each time: workers inherit this logger across fork.
+        let pid = std::process::id();
         let line = format!(
-            "[{now}] [{}] [{}] {}\n",
-            self.pid,
+            "[{now}] [{pid}] [{}] {}\n",
             level_name(record.level()),
             record.args()
         );
