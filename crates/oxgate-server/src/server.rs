@@ -41,7 +41,7 @@ pub struct Shared {
     pub settings: Settings,
     pub handler: Arc<dyn Handler>,
     pub access_log: Option<AccessLog>,
-    /// Called every second from the I/O loop: the worker's heartbeat.
+    /// Called five times a second from the I/O loop: the worker's heartbeat.
     pub tick: Option<Box<dyn Fn() + Send + Sync>>,
     shutdown: watch::Sender<bool>,
     active: AtomicUsize,
@@ -225,7 +225,8 @@ pub fn run(
         }
         let beat = shared.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
+            // Well under any --timeout a user can set (1 s at least).
+            let mut every = tokio::time::interval(Duration::from_millis(200));
             loop {
                 every.tick().await;
                 if let Some(tick) = &beat.tick {

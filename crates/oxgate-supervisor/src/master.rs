@@ -219,10 +219,12 @@ impl Master<'_> {
         }
     }
 
+    /// Workers that count toward the target. One being killed for a
+    /// timeout still counts until reaped, so its stack dump comes first.
     fn counted(&self) -> usize {
         self.workers
             .values()
-            .filter(|w| !w.retire && w.stopping.is_none() && w.kill_at.is_none())
+            .filter(|w| !w.retire && w.stopping.is_none())
             .count()
     }
 
