@@ -40,6 +40,12 @@ pub struct Config {
     pub max_requests: u64,
     pub max_requests_jitter: u64,
     pub pidfile: Option<PathBuf>,
+    /// MiB of resident memory before a worker is replaced; 0 = off.
+    pub max_worker_memory: u64,
+    pub reuse_port: bool,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub umask: u32,
     /// Checked to exist as a directory; `None` = stay where we are.
     pub chdir: Option<PathBuf>,
     pub pythonpath: Vec<String>,
@@ -130,6 +136,11 @@ pub fn build(
         max_requests: m.int("max_requests", 0)?,
         max_requests_jitter: m.int("max_requests_jitter", 0)?,
         pidfile: m.text("pidfile")?.map(PathBuf::from),
+        max_worker_memory: m.int("max_worker_memory", 0)?,
+        reuse_port: m.flag("reuse_port")?,
+        user: m.text("user")?,
+        group: m.text("group")?,
+        umask: m.umask()?,
         chdir: m.chdir()?,
         pythonpath: m.comma_list("pythonpath"),
         raw_env: m.env_pairs("raw_env")?,
@@ -316,6 +327,31 @@ impl<'a> Merged<'a> {
                     .map_err(|p| env_error("workers", p, &raw, "WEB_CONCURRENCY"))
             }
             None => Ok(1),
+        }
+    }
+
+    /// Python's int(x, 0): "0o22", "0x12", "0b10" or decimal.
+    fn umask(&self) -> Result<u32, ConfigError> {
+        let Some(found) = self.get("umask") else {
+            return Ok(0);
+        };
+        let raw = found.last().trim();
+        let lower = raw.to_ascii_lowercase();
+        let parsed = if let Some(d) = lower.strip_prefix("0o") {
+            u32::from_str_radix(d, 8)
+        } else if let Some(d) = lower.strip_prefix("0x") {
+            u32::from_str_radix(d, 16)
+        } else if let Some(d) = lower.strip_prefix("0b") {
+            u32::from_str_radix(d, 2)
+        } else {
+            lower.parse::<u32>()
+        };
+        match parsed {
+            Ok(v) if v <= 0o777 => Ok(v),
+            _ => Err(found.err(
+                Problem::Expected("a umask like 0o022 (at most 0o777)".to_string()),
+                raw,
+            )),
         }
     }
 

@@ -159,6 +159,18 @@ pub static SETTINGS: &[Setting] = &[
               `OXGATE_CMD_ARGS` over the config file) replaces the earlier list.",
     },
     Setting {
+        name: "reuse_port",
+        section: Section::ServerSocket,
+        short: None,
+        long: Some("reuse-port"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Set SO_REUSEPORT on the listening sockets.",
+        doc: "Lets another process (a second oxgate, say) bind the same address.",
+    },
+    Setting {
         name: "backlog",
         section: Section::ServerSocket,
         short: None,
@@ -277,6 +289,24 @@ pub static SETTINGS: &[Setting] = &[
         doc: "",
     },
     Setting {
+        name: "max_worker_memory",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("max-worker-memory"),
+        aliases: &[],
+        meta: "MB",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "0",
+        help: "Replace a worker whose resident memory passes this many MiB; 0 disables.",
+        doc: "gunicorn has no such setting (uWSGI's reload-on-rss and granian's \
+              workers-max-rss do the same). The master checks every worker's RSS \
+              about once a second; the replacement is ready before the old worker \
+              stops accepting, so no request is refused.",
+    },
+    Setting {
         name: "graceful_timeout",
         section: Section::WorkerProcesses,
         short: None,
@@ -303,6 +333,44 @@ pub static SETTINGS: &[Setting] = &[
         default: "None",
         help: "Write the master's process id to this file.",
         doc: "The file is removed when the master exits cleanly.",
+    },
+    Setting {
+        name: "user",
+        section: Section::ServerMechanics,
+        short: Some('u'),
+        long: Some("user"),
+        aliases: &[],
+        meta: "USER",
+        kind: Kind::Text,
+        default: "None",
+        help: "Run the workers as this user (a name or a numeric uid).",
+        doc: "The master binds the sockets first, so privileged ports work; the workers \
+              then drop to this user before loading the application.",
+    },
+    Setting {
+        name: "group",
+        section: Section::ServerMechanics,
+        short: Some('g'),
+        long: Some("group"),
+        aliases: &[],
+        meta: "GROUP",
+        kind: Kind::Text,
+        default: "None",
+        help: "Run the workers as this group (a name or a numeric gid).",
+        doc: "",
+    },
+    Setting {
+        name: "umask",
+        section: Section::ServerMechanics,
+        short: Some('m'),
+        long: Some("umask"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Text,
+        default: "0",
+        help: "The umask of the worker processes (\"0o22\", \"0x12\" or decimal, as \
+               Python's int(x, 0)).",
+        doc: "",
     },
     Setting {
         name: "chdir",

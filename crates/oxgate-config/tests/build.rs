@@ -433,6 +433,7 @@ check_config             = True
 config                   = None
 errorlog                 = -
 graceful_timeout         = 30
+group                    = None
 keepalive                = 2
 limit_request_field_size = 8190
 limit_request_fields     = 100
@@ -440,13 +441,17 @@ limit_request_line       = 4094
 loglevel                 = info
 max_requests             = 0
 max_requests_jitter      = 0
+max_worker_memory        = 0
 pidfile                  = None
 print_config             = True
 pythonpath               = None
 raw_env                  = ['A=1']
+reuse_port               = False
 root_path                = 
 threads                  = 1
 timeout                  = 30
+umask                    = 0
+user                     = None
 workers                  = 1
 wsgi_app                 = app:x
 "#;
@@ -463,4 +468,16 @@ fn web_concurrency_is_the_default_for_workers_and_a_flag_wins() {
     let bad = |k: &str| (k == "WEB_CONCURRENCY").then(|| "many".to_string());
     let err = build(&[cli(&["app:x"])], &bad).unwrap_err().to_string();
     assert!(err.contains("WEB_CONCURRENCY"), "{err}");
+}
+
+#[test]
+fn umask_takes_pythons_int_prefixes_and_refuses_garbage() {
+    let cfg = build(&[cli(&["--umask", "0o027", "app:x"])], &no_env).unwrap();
+    assert_eq!(cfg.umask, 0o027);
+    let cfg = build(&[cli(&["-m", "18", "app:x"])], &no_env).unwrap();
+    assert_eq!(cfg.umask, 18);
+    let err = build(&[cli(&["--umask", "rwx", "app:x"])], &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("umask"), "{err}");
 }

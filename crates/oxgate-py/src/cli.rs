@@ -112,9 +112,18 @@ fn prepare_python(py: Python<'_>, cfg: &Config) -> Result<(), Fail> {
 
 fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
     let mut listeners = Vec::new();
-    for bind in &cfg.bind {
-        listeners.push(Listener::bind(bind, cfg.backlog).map_err(|e| Fail::boot(e.to_string()))?);
+    let activated = oxgate_supervisor::systemd::listen_fds();
+    for &fd in &activated {
+        listeners.push(Listener::from_fd(fd).map_err(|e| Fail::boot(e.to_string()))?);
     }
+    // Socket activation replaces --bind, as in gunicorn.
+    let binds: &[oxgate_config::Bind] = if activated.is_empty() { &cfg.bind } else { &[] };
+    for bind in binds {
+        let l = Listener::bind(bind, cfg.backlog, cfg.reuse_port)
+            .map_err(|e| Fail::boot(e.to_string()))?;
+        listeners.push(l);
+    }
+    let identity = identity(cfg)?;
     let master = MasterConfig {
         workers: cfg.workers,
         timeout: (cfg.timeout > 0).then(|| Duration::from_secs(cfg.timeout)),
@@ -122,6 +131,7 @@ fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
         max_requests: cfg.max_requests,
         max_requests_jitter: cfg.max_requests_jitter,
         pidfile: cfg.pidfile.clone(),
+        max_worker_memory: cfg.max_worker_memory.saturating_mul(1 << 20),
     };
     let urls: Vec<String> = listeners.iter().map(Listener::url).collect();
     let (workers, threads) = (cfg.workers, cfg.threads.max(1));
@@ -136,6 +146,7 @@ fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
         py,
         cfg,
         listeners: &listeners,
+        identity,
     };
     let code = oxgate_supervisor::run(master, &mut host, ready)
         .map_err(|e| Fail::boot(format!("the master failed: {e}")))?;
@@ -144,4 +155,21 @@ fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
     }
     log::logger().flush();
     Ok(code)
+}
+
+/// --user, --group and --umask, resolved before any fork.
+fn identity(cfg: &Config) -> Result<oxgate_supervisor::Identity, Fail> {
+    let mut id = oxgate_supervisor::Identity {
+        umask: cfg.umask,
+        ..Default::default()
+    };
+    if let Some(user) = &cfg.user {
+        let (uid, gid) = oxgate_supervisor::lookup_user(user).map_err(Fail::usage)?;
+        id.uid = Some(uid);
+        id.gid = Some(gid);
+    }
+    if let Some(group) = &cfg.group {
+        id.gid = Some(oxgate_supervisor::lookup_group(group).map_err(Fail::usage)?);
+    }
+    Ok(id)
 }

@@ -18,6 +18,7 @@ pub struct Host<'a, 'py> {
     pub py: Python<'py>,
     pub cfg: &'a Config,
     pub listeners: &'a [Listener],
+    pub identity: oxgate_supervisor::Identity,
 }
 
 impl WorkerHost for Host<'_, '_> {
@@ -32,10 +33,16 @@ impl WorkerHost for Host<'_, '_> {
         unsafe { pyo3::ffi::PyOS_AfterFork_Parent() }
     }
 
+    fn reopen_logs(&mut self) {
+        if let Err(e) = oxgate_server::logging::reopen() {
+            log::error!("cannot reopen the error log: {e}");
+        }
+    }
+
     fn run_worker(&mut self, ctx: WorkerContext) -> i32 {
         // SAFETY: in the child right after fork(2), GIL held by this thread.
         unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
-        let code = match worker_main(self.py, self.cfg, self.listeners, ctx) {
+        let code = match worker_main(self.py, self.cfg, self.listeners, self.identity, ctx) {
             Ok(code) => code,
             Err(fail) => {
                 log::logger().flush();
@@ -84,14 +91,13 @@ fn worker_main(
     py: Python<'_>,
     cfg: &Config,
     listeners: &[Listener],
+    identity: oxgate_supervisor::Identity,
     ctx: WorkerContext,
 ) -> Result<i32, Fail> {
     log::info!("Booting worker with pid: {}", std::process::id());
     if let Err(e) = arm_stack_dump(py, &cfg.errorlog) {
         log::warn!("stack dumps on timeout are unavailable: {e}");
     }
-    let uri = cfg.app_uri.as_deref().unwrap_or_default();
-    let app = crate::app::load(py, uri)?;
     let mut own = Vec::with_capacity(listeners.len());
     for l in listeners {
         own.push(
@@ -106,6 +112,14 @@ fn worker_main(
         ),
         None => None,
     };
+    // Logs were opened with the master's rights; the app runs with these.
+    identity.apply().map_err(|e| {
+        Fail::boot(format!(
+            "cannot switch to the configured --user/--group: {e}"
+        ))
+    })?;
+    let uri = cfg.app_uri.as_deref().unwrap_or_default();
+    let app = crate::app::load(py, uri)?;
     let script_name = cfg.root_path.trim_end_matches('/').to_owned();
     let threads = cfg.threads.max(1);
     let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)

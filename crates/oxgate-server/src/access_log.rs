@@ -13,6 +13,7 @@ use crate::logging::open_target;
 
 pub struct AccessLog {
     format: AccessLogFormat,
+    target: String,
     out: Mutex<Box<dyn Write + Send>>,
     pid: u32,
 }
@@ -33,9 +34,23 @@ impl AccessLog {
         let out = open_target(target, io::stdout())?;
         Ok(AccessLog {
             format,
+            target: target.to_owned(),
             out: Mutex::new(out),
             pid: std::process::id(),
         })
+    }
+
+    /// Reopen the file (SIGUSR1, after logrotate moved it away).
+    pub fn reopen(&self) -> io::Result<()> {
+        if self.target == "-" {
+            return Ok(());
+        }
+        let fresh = open_target(&self.target, io::stdout())?;
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
+            *out = fresh;
+        }
+        Ok(())
     }
 
     pub fn write(&self, e: &AccessEntry<'_>) {

@@ -10,6 +10,8 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 type Sink = Mutex<Box<dyn Write + Send>>;
 
 static SINK: OnceLock<Sink> = OnceLock::new();
+/// The error log's destination, for reopening after rotation.
+static TARGET: OnceLock<String> = OnceLock::new();
 
 struct ErrorLog;
 
@@ -17,6 +19,7 @@ struct ErrorLog;
 /// Only the first call installs; later calls change the level only.
 pub fn init_error_log(target: &str, level: LevelFilter) -> io::Result<()> {
     let out = open_target(target, io::stderr())?;
+    let _ = TARGET.set(target.to_owned());
     if SINK.set(Mutex::new(out)).is_ok() {
         let _ = log::set_boxed_logger(Box::new(ErrorLog));
     }
@@ -34,6 +37,22 @@ pub fn open_target<W: Write + Send + 'static>(
     }
     let file = OpenOptions::new().create(true).append(true).open(target)?;
     Ok(Box::new(io::LineWriter::new(file)))
+}
+
+/// Reopen the error log file (SIGUSR1, after logrotate moved it away).
+pub fn reopen() -> io::Result<()> {
+    let (Some(target), Some(sink)) = (TARGET.get(), SINK.get()) else {
+        return Ok(());
+    };
+    if target == "-" {
+        return Ok(());
+    }
+    let fresh = open_target(target, io::stderr())?;
+    if let Ok(mut out) = sink.lock() {
+        let _ = out.flush();
+        *out = fresh;
+    }
+    Ok(())
 }
 
 /// Write text as is (wsgi.errors): no prefix, no added newline.

@@ -78,7 +78,8 @@ impl Shared {
 /// master removes a unix socket's file when it exits; workers never do.
 pub enum Listener {
     Tcp(StdTcpListener),
-    Unix(StdUnixListener, PathBuf),
+    /// The path, and whether the master removes the file at exit.
+    Unix(StdUnixListener, PathBuf, bool),
 }
 
 /// Why a bind failed, with the address as the user wrote it.
@@ -106,12 +107,33 @@ impl Listener {
     /// The socket file of a unix listener.
     pub fn unix_path(&self) -> Option<&PathBuf> {
         match self {
-            Listener::Unix(_, path) => Some(path),
-            Listener::Tcp(_) => None,
+            Listener::Unix(_, path, true) => Some(path),
+            _ => None,
         }
     }
 
-    pub fn bind(bind: &Bind, backlog: i32) -> Result<Listener, BindError> {
+    /// A socket handed over by systemd socket activation (already bound
+    /// and listening); TCP or unix, as getsockname says.
+    pub fn from_fd(fd: std::os::fd::RawFd) -> Result<Listener, BindError> {
+        use std::os::fd::FromRawFd;
+        let fail = |error| BindError {
+            address: format!("fd://{fd}"),
+            error,
+        };
+        // SAFETY: systemd passed this descriptor to us alone (LISTEN_PID),
+        // open, for our use; we take ownership exactly once.
+        let socket = unsafe { Socket::from_raw_fd(fd) };
+        socket.set_nonblocking(true).map_err(fail)?;
+        let local = socket.local_addr().map_err(fail)?;
+        if local.is_unix() {
+            let path = local.as_pathname().map(PathBuf::from).unwrap_or_default();
+            // Not ours to delete at exit: systemd owns the file.
+            return Ok(Listener::Unix(socket.into(), path, false));
+        }
+        Ok(Listener::Tcp(socket.into()))
+    }
+
+    pub fn bind(bind: &Bind, backlog: i32, reuse_port: bool) -> Result<Listener, BindError> {
         let address = describe(bind);
         let fail = |error| BindError {
             address: address.clone(),
@@ -125,7 +147,9 @@ impl Listener {
                     .map_err(fail)?
                     .next()
                     .ok_or_else(|| fail(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
-                bind_tcp(addr, backlog).map(Listener::Tcp).map_err(fail)
+                bind_tcp(addr, backlog, reuse_port)
+                    .map(Listener::Tcp)
+                    .map_err(fail)
             }
             Bind::Unix(path) => {
                 // A socket file left by a previous run would make bind fail.
@@ -137,7 +161,7 @@ impl Listener {
                 }
                 let l = StdUnixListener::bind(path).map_err(fail)?;
                 l.set_nonblocking(true).map_err(fail)?;
-                Ok(Listener::Unix(l, path.clone()))
+                Ok(Listener::Unix(l, path.clone(), true))
             }
         }
     }
@@ -146,7 +170,7 @@ impl Listener {
     pub fn try_clone(&self) -> io::Result<Listener> {
         Ok(match self {
             Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
-            Listener::Unix(l, path) => Listener::Unix(l.try_clone()?, path.clone()),
+            Listener::Unix(l, path, owned) => Listener::Unix(l.try_clone()?, path.clone(), *owned),
         })
     }
 
@@ -157,7 +181,7 @@ impl Listener {
                 Ok(a) => format!("http://{a}"),
                 Err(_) => "http://?".to_owned(),
             },
-            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+            Listener::Unix(_, path, _) => format!("unix:{}", path.display()),
         }
     }
 }
@@ -172,10 +196,13 @@ fn describe(bind: &Bind) -> String {
     }
 }
 
-fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<StdTcpListener> {
+fn bind_tcp(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<StdTcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // Restarts must not wait for TIME_WAIT sockets of the previous run.
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -217,12 +244,24 @@ pub fn run(
                     let l = TcpListener::from_std(l)?;
                     tokio::spawn(accept_tcp(l, shared.clone()));
                 }
-                Listener::Unix(l, _) => {
+                Listener::Unix(l, _, _) => {
                     let l = UnixListener::from_std(l)?;
                     tokio::spawn(accept_unix(l, shared.clone()));
                 }
             }
         }
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        let logs = shared.clone();
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                let reopened = crate::logging::reopen()
+                    .and_then(|()| logs.access_log.as_ref().map_or(Ok(()), AccessLog::reopen));
+                match reopened {
+                    Ok(()) => log::info!("Reopened log files"),
+                    Err(e) => log::error!("cannot reopen log files: {e}"),
+                }
+            }
+        });
         let beat = shared.clone();
         tokio::spawn(async move {
             // Well under any --timeout a user can set (1 s at least).

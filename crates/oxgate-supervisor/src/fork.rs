@@ -9,6 +9,8 @@ pub trait WorkerHost {
     fn before_fork(&mut self);
     /// In the master, right after fork (CPython: PyOS_AfterFork_Parent).
     fn after_fork_parent(&mut self);
+    /// In the master on SIGUSR1: reopen the log files (after rotation).
+    fn reopen_logs(&mut self);
     /// In the child: run the worker to its end and return its exit code.
     /// Called after the child's interpreter state is fixed up.
     fn run_worker(&mut self, ctx: crate::WorkerContext) -> i32;

@@ -3,9 +3,12 @@
 //! respawns, reloads and stops them. No tokio, no pyo3.
 
 mod fork;
+mod identity;
 mod master;
+mod memory;
 mod scoreboard;
 mod signals;
+pub mod systemd;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -13,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use fork::WorkerHost;
+pub use identity::{lookup_group, lookup_user, Identity};
 pub use master::run;
 pub use scoreboard::{Scoreboard, THREAD_CELLS};
 
@@ -30,6 +34,8 @@ pub struct MasterConfig {
     pub max_requests: u64,
     pub max_requests_jitter: u64,
     pub pidfile: Option<PathBuf>,
+    /// Resident bytes past which a worker is replaced; 0 = off.
+    pub max_worker_memory: u64,
 }
 
 /// What a worker knows about its place in the master's bookkeeping.

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::fork::{fork, Forked, WorkerHost};
+use crate::memory::rss_bytes;
 use crate::scoreboard::{now_ms, Scoreboard};
 use crate::signals::{self, pipe_nonblocking, SignalPipe};
+use crate::systemd;
 use crate::{MasterConfig, WorkerContext, EXIT_APP, EXIT_BOOT};
 
 const SLOTS: usize = 512;
@@ -51,6 +53,9 @@ struct Master<'a> {
     next_spawn: Instant,
     exit_code: i32,
     rng: u64,
+    /// systemd hears READY=1 once all workers first serve, and after reloads.
+    announce_ready: bool,
+    last_memory_check: Instant,
 }
 
 /// Run the master until it stops; returns the process exit code.
@@ -74,6 +79,8 @@ pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -
         next_spawn: Instant::now(),
         exit_code: 0,
         rng: u64::from(std::process::id()) ^ now_ms().rotate_left(17),
+        announce_ready: true,
+        last_memory_check: Instant::now(),
         cfg,
     };
     let code = master.run_loop();
@@ -93,8 +100,12 @@ impl Master<'_> {
             }
             self.reap();
             self.check_timeouts();
+            self.check_memory();
             match self.phase {
-                Phase::Running => self.rebalance(),
+                Phase::Running => {
+                    self.rebalance();
+                    self.announce();
+                }
                 Phase::Graceful(deadline) | Phase::Fast(deadline) => {
                     if self.workers.is_empty() {
                         log::info!("Shutting down: master");
@@ -176,8 +187,17 @@ impl Master<'_> {
                     "Handling signal: hup; reloading with {} new worker(s)",
                     self.target
                 );
+                systemd::notify("RELOADING=1");
+                self.announce_ready = true;
                 for w in self.workers.values_mut() {
                     w.retire = true;
+                }
+            }
+            libc::SIGUSR1 => {
+                log::info!("Handling signal: usr1; reopening log files");
+                self.host.reopen_logs();
+                for &pid in self.workers.keys() {
+                    send(pid, libc::SIGUSR1);
                 }
             }
             libc::SIGTTIN => {
@@ -212,6 +232,7 @@ impl Master<'_> {
             return;
         }
         log::info!("Handling signal: {}", if fast { "int" } else { "term" });
+        systemd::notify("STOPPING=1");
         self.phase = phase;
         for (&pid, w) in &mut self.workers {
             w.stopping.get_or_insert(now);
@@ -401,6 +422,57 @@ impl Master<'_> {
         let extra = counted.len().saturating_sub(self.target);
         for &(pid, _) in counted.iter().take(extra) {
             self.stop_worker(pid, now);
+        }
+    }
+
+    /// READY=1 to systemd once the target number of workers serve and no
+    /// old ones remain (first start, end of a reload).
+    fn announce(&mut self) {
+        if !self.announce_ready {
+            return;
+        }
+        let ready = self
+            .workers
+            .values()
+            .filter(|w| w.ready && !w.retire && w.stopping.is_none())
+            .count();
+        let old = self
+            .workers
+            .values()
+            .any(|w| w.retire || w.stopping.is_some());
+        if ready >= self.target && !old {
+            self.announce_ready = false;
+            let pid = std::process::id();
+            systemd::notify(&format!(
+                "READY=1\nSTATUS=serving with {ready} worker(s)\nMAINPID={pid}"
+            ));
+        }
+    }
+
+    /// --max-worker-memory: a worker past the limit is replaced, its
+    /// successor ready first. Read about once a second: a file read per
+    /// worker is cheap at that rate.
+    fn check_memory(&mut self) {
+        let limit = self.cfg.max_worker_memory;
+        if limit == 0
+            || self.phase != Phase::Running
+            || self.last_memory_check.elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.last_memory_check = Instant::now();
+        for (&pid, w) in &mut self.workers {
+            if !w.ready || w.retire || w.stopping.is_some() {
+                continue;
+            }
+            if let Some(rss) = rss_bytes(pid).filter(|&rss| rss > limit) {
+                log::warn!(
+                    "Worker (pid:{pid}) uses {} MiB, over --max-worker-memory {} MiB: replacing it",
+                    rss >> 20,
+                    limit >> 20
+                );
+                w.retire = true;
+            }
         }
     }
 
