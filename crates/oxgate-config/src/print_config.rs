@@ -31,6 +31,8 @@ pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
         "workers" => cfg.workers.to_string(),
         "max_worker_memory" => cfg.max_worker_memory.to_string(),
         "reuse_port" => py_bool(cfg.reuse_port),
+        "preload_app" => py_bool(cfg.preload_app),
+        "daemon" => py_bool(cfg.daemon),
         "user" => opt(cfg.user.clone()),
         "group" => opt(cfg.group.clone()),
         "umask" => cfg.umask.to_string(),

@@ -43,6 +43,8 @@ pub struct Config {
     /// MiB of resident memory before a worker is replaced; 0 = off.
     pub max_worker_memory: u64,
     pub reuse_port: bool,
+    pub preload_app: bool,
+    pub daemon: bool,
     pub user: Option<String>,
     pub group: Option<String>,
     pub umask: u32,
@@ -138,6 +140,8 @@ pub fn build(
         pidfile: m.text("pidfile")?.map(PathBuf::from),
         max_worker_memory: m.int("max_worker_memory", 0)?,
         reuse_port: m.flag("reuse_port")?,
+        preload_app: m.flag("preload_app")?,
+        daemon: m.flag("daemon")?,
         user: m.text("user")?,
         group: m.text("group")?,
         umask: m.umask()?,

@@ -323,6 +323,34 @@ pub static SETTINGS: &[Setting] = &[
         doc: "Workers still running when this time is up are killed.",
     },
     Setting {
+        name: "preload_app",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("preload"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Load the application in the master before forking the workers.",
+        doc: "Workers share the loaded code copy-on-write, which saves memory and boot \
+              time, and an import error stops oxgate before any worker starts. A reload \
+              (SIGHUP) then keeps the code loaded at start: restart oxgate to load new \
+              code.",
+    },
+    Setting {
+        name: "daemon",
+        section: Section::ServerMechanics,
+        short: Some('D'),
+        long: Some("daemon"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Detach from the terminal and run in the background.",
+        doc: "Standard input, output and error go to /dev/null: give `--error-logfile` \
+              (and `--pid`) to see and control the server.",
+    },
+    Setting {
         name: "pidfile",
         section: Section::ServerMechanics,
         short: Some('p'),

@@ -431,6 +431,7 @@ bind                     = ['[::1]:1', 'unix:/s']
 chdir                    = .
 check_config             = True
 config                   = None
+daemon                   = False
 errorlog                 = -
 graceful_timeout         = 30
 group                    = None
@@ -443,6 +444,7 @@ max_requests             = 0
 max_requests_jitter      = 0
 max_worker_memory        = 0
 pidfile                  = None
+preload_app              = False
 print_config             = True
 pythonpath               = None
 raw_env                  = ['A=1']

@@ -78,6 +78,11 @@ fn main(py: Python<'_>, argv: Vec<String>) -> Result<i32, Fail> {
         crate::app::load(py, uri)?;
         return Ok(0);
     }
+    if cfg.daemon {
+        let mut host = crate::worker::ForkOnly(py);
+        oxgate_supervisor::daemonize(&mut host)
+            .map_err(|e| Fail::boot(format!("cannot daemonize: {e}")))?;
+    }
     serve(py, &cfg)
 }
 
@@ -124,6 +129,17 @@ fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
         listeners.push(l);
     }
     let identity = identity(cfg)?;
+    let preloaded = match (&cfg.preload_app, &cfg.app_uri) {
+        (true, Some(uri)) => Some(crate::app::load(py, uri)?),
+        _ => None,
+    };
+    let mut host = crate::worker::Host {
+        py,
+        cfg,
+        listeners: &listeners,
+        identity,
+        preloaded,
+    };
     let master = MasterConfig {
         workers: cfg.workers,
         timeout: (cfg.timeout > 0).then(|| Duration::from_secs(cfg.timeout)),
@@ -142,12 +158,7 @@ fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
         }
         log::info!("Using {workers} worker(s) with {threads} thread(s) each");
     };
-    let mut host = crate::worker::Host {
-        py,
-        cfg,
-        listeners: &listeners,
-        identity,
-    };
+
     let code = oxgate_supervisor::run(master, &mut host, ready)
         .map_err(|e| Fail::boot(format!("the master failed: {e}")))?;
     for path in listeners.iter().filter_map(Listener::unix_path) {

@@ -19,6 +19,8 @@ pub struct Host<'a, 'py> {
     pub cfg: &'a Config,
     pub listeners: &'a [Listener],
     pub identity: oxgate_supervisor::Identity,
+    /// The app loaded in the master (--preload), shared copy-on-write.
+    pub preloaded: Option<Py<PyAny>>,
 }
 
 impl WorkerHost for Host<'_, '_> {
@@ -33,6 +35,11 @@ impl WorkerHost for Host<'_, '_> {
         unsafe { pyo3::ffi::PyOS_AfterFork_Parent() }
     }
 
+    fn after_fork_child(&mut self) {
+        // SAFETY: in the child right after fork(2), GIL held by this thread.
+        unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
+    }
+
     fn reopen_logs(&mut self) {
         if let Err(e) = oxgate_server::logging::reopen() {
             log::error!("cannot reopen the error log: {e}");
@@ -40,9 +47,7 @@ impl WorkerHost for Host<'_, '_> {
     }
 
     fn run_worker(&mut self, ctx: WorkerContext) -> i32 {
-        // SAFETY: in the child right after fork(2), GIL held by this thread.
-        unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
-        let code = match worker_main(self.py, self.cfg, self.listeners, self.identity, ctx) {
+        let code = match worker_main(self.py, self, ctx) {
             Ok(code) => code,
             Err(fail) => {
                 log::logger().flush();
@@ -87,13 +92,8 @@ fn arm_stack_dump(py: Python<'_>, errorlog: &str) -> PyResult<()> {
     Ok(())
 }
 
-fn worker_main(
-    py: Python<'_>,
-    cfg: &Config,
-    listeners: &[Listener],
-    identity: oxgate_supervisor::Identity,
-    ctx: WorkerContext,
-) -> Result<i32, Fail> {
+fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: WorkerContext) -> Result<i32, Fail> {
+    let (cfg, listeners, identity) = (host.cfg, host.listeners, host.identity);
     log::info!("Booting worker with pid: {}", std::process::id());
     if let Err(e) = arm_stack_dump(py, &cfg.errorlog) {
         log::warn!("stack dumps on timeout are unavailable: {e}");
@@ -118,8 +118,10 @@ fn worker_main(
             "cannot switch to the configured --user/--group: {e}"
         ))
     })?;
-    let uri = cfg.app_uri.as_deref().unwrap_or_default();
-    let app = crate::app::load(py, uri)?;
+    let app = match &host.preloaded {
+        Some(app) => app.clone_ref(py),
+        None => crate::app::load(py, cfg.app_uri.as_deref().unwrap_or_default())?,
+    };
     let script_name = cfg.root_path.trim_end_matches('/').to_owned();
     let threads = cfg.threads.max(1);
     let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)
@@ -164,4 +166,30 @@ fn worker_main(
     }
     log::info!("Worker exiting (pid: {})", std::process::id());
     Ok(0)
+}
+
+/// Fork hooks without a worker body, for --daemon's forks.
+pub struct ForkOnly<'py>(pub Python<'py>);
+
+impl WorkerHost for ForkOnly<'_> {
+    fn before_fork(&mut self) {
+        // SAFETY: GIL held by this, the only, thread.
+        unsafe { pyo3::ffi::PyOS_BeforeFork() }
+    }
+
+    fn after_fork_parent(&mut self) {
+        // SAFETY: as above.
+        unsafe { pyo3::ffi::PyOS_AfterFork_Parent() }
+    }
+
+    fn after_fork_child(&mut self) {
+        // SAFETY: as above, in the child.
+        unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
+    }
+
+    fn reopen_logs(&mut self) {}
+
+    fn run_worker(&mut self, _ctx: WorkerContext) -> i32 {
+        0
+    }
 }

@@ -9,10 +9,12 @@ pub trait WorkerHost {
     fn before_fork(&mut self);
     /// In the master, right after fork (CPython: PyOS_AfterFork_Parent).
     fn after_fork_parent(&mut self);
+    /// In a child right after fork (CPython: PyOS_AfterFork_Child).
+    fn after_fork_child(&mut self);
     /// In the master on SIGUSR1: reopen the log files (after rotation).
     fn reopen_logs(&mut self);
     /// In the child: run the worker to its end and return its exit code.
-    /// Called after the child's interpreter state is fixed up.
+    /// Called after `after_fork_child`.
     fn run_worker(&mut self, ctx: crate::WorkerContext) -> i32;
 }
 
@@ -37,4 +39,34 @@ pub fn fork(host: &mut dyn WorkerHost) -> io::Result<Forked> {
     }
     host.after_fork_parent();
     Ok(Forked::Parent(pid))
+}
+
+/// Detach from the terminal (--daemon): fork, new session, fork again so
+/// the daemon can never reacquire a terminal, stdio to /dev/null. Returns
+/// in the daemon only; both intermediate parents end here.
+pub fn daemonize(host: &mut dyn WorkerHost) -> io::Result<()> {
+    for step in 0..2 {
+        if let Forked::Parent(_) = fork(host)? {
+            // SAFETY: the parent's work is done; _exit skips destructors and
+            // atexit handlers that belong to the daemon now.
+            unsafe { libc::_exit(0) };
+        }
+        host.after_fork_child();
+        // SAFETY: setsid has no preconditions; it fails only if we already
+        // lead a group, which the fork above rules out.
+        if step == 0 && unsafe { libc::setsid() } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let devnull = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors, which we own.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&devnull), fd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

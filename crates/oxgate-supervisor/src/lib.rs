@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use fork::WorkerHost;
+pub use fork::{daemonize, WorkerHost};
 pub use identity::{lookup_group, lookup_user, Identity};
 pub use master::run;
 pub use scoreboard::{Scoreboard, THREAD_CELLS};

@@ -293,6 +293,7 @@ impl Master<'_> {
                 // The child owns nothing of the master but its worker fds.
                 let signals = std::mem::replace(&mut self.signals, SignalPipe::placeholder());
                 signals.reset_in_child();
+                self.host.after_fork_child();
                 let ctx = WorkerContext {
                     scoreboard: self.board.clone(),
                     slot,

@@ -1,0 +1,75 @@
+"""--preload (import in the master, workers share it) and --daemon (detach)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+from support import LISTENING_RE, run_oxgate, wait_until
+
+
+def _pids(server, n: int = 20) -> list[dict]:
+    return [httpx.get(server.url + "/", timeout=5).json() for _ in range(n)]
+
+
+def test_preload_imports_the_app_once_in_the_master(oxgate):
+    server = oxgate("preload_app", "-w", "2", "--preload")
+    master = server.proc.pid
+    wait_until(lambda: server.stderr_text().count("Worker ready") >= 2, 10, "two workers")
+    seen = _pids(server)
+    assert {r["imported_in"] for r in seen} == {master}
+    assert master not in {r["pid"] for r in seen}
+    assert all(r["multiprocess"] for r in seen)
+
+
+def test_without_preload_each_worker_imports_the_app_itself(oxgate):
+    server = oxgate("preload_app", "-w", "2")
+    wait_until(lambda: server.stderr_text().count("Worker ready") >= 2, 10, "two workers")
+    for r in _pids(server):
+        assert r["imported_in"] == r["pid"] != server.proc.pid
+
+
+def test_preload_of_a_broken_app_exits_4_before_any_worker_starts():
+    result = run_oxgate(["--bind", "127.0.0.1:0", "--preload", "-w", "2", "import_error"])
+    assert result.returncode == 4, result.stderr
+    assert "Booting worker" not in result.stderr
+    assert len([x for x in result.stderr.splitlines() if x.startswith("Error: ")]) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_daemon_detaches_serves_and_stops_by_its_pidfile(tmp_path: Path):
+    pidfile, log = tmp_path / "oxgate.pid", tmp_path / "error.log"
+    args = ["--daemon", "--pid", str(pidfile), "--error-logfile", str(log)]
+    result = run_oxgate([*args, "--bind", "127.0.0.1:0", "preload_app"], timeout=20)
+    # The launcher returns at once; the daemon lives on without it.
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "pid"))
+    try:
+        assert pid != os.getpid() and _alive(pid)
+        match = wait_until(lambda: LISTENING_RE.search(log.read_text()), 10, "listening")
+        assert match.group("pid") == str(pid)
+        wait_until(lambda: "Worker ready" in log.read_text(), 10, "worker ready")
+        reply = httpx.get(match.group("url") + "/", timeout=5).json()
+        assert reply["pid"] != pid
+        # A daemon leads no terminal session of the test's: it has its own.
+        assert os.getsid(pid) != os.getsid(0)
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not _alive(pid), 15, "daemon exit")
+        assert not pidfile.exists()
+        assert re.search(r"Shutting down: master", log.read_text())
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
