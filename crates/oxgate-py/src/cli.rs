@@ -159,13 +159,19 @@ fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
         log::info!("Using {workers} worker(s) with {threads} thread(s) each");
     };
 
-    let code = oxgate_supervisor::run(master, &mut host, ready)
+    let exit = oxgate_supervisor::run(master, &mut host, ready)
         .map_err(|e| Fail::boot(format!("the master failed: {e}")))?;
     for path in listeners.iter().filter_map(Listener::unix_path) {
         let _ = std::fs::remove_file(path);
     }
     log::logger().flush();
-    Ok(code)
+    match exit.message {
+        Some(message) => Err(Fail {
+            code: exit.code,
+            message,
+        }),
+        None => Ok(exit.code),
+    }
 }
 
 /// --user, --group and --umask, resolved before any fork.

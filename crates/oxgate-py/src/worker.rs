@@ -47,11 +47,13 @@ impl WorkerHost for Host<'_, '_> {
     }
 
     fn run_worker(&mut self, ctx: WorkerContext) -> i32 {
-        let code = match worker_main(self.py, self, ctx) {
+        let ctx = Arc::new(ctx);
+        let code = match worker_main(self.py, self, ctx.clone()) {
             Ok(code) => code,
             Err(fail) => {
-                log::logger().flush();
-                eprintln!("Error: {}", fail.message);
+                // The master decides whether this is fatal and says it once.
+                log::error!("Worker failed to boot: {}", fail.message);
+                ctx.boot_failed(&fail.message);
                 fail.code
             }
         };
@@ -92,7 +94,7 @@ fn arm_stack_dump(py: Python<'_>, errorlog: &str) -> PyResult<()> {
     Ok(())
 }
 
-fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: WorkerContext) -> Result<i32, Fail> {
+fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> Result<i32, Fail> {
     let (cfg, listeners, identity) = (host.cfg, host.listeners, host.identity);
     log::info!("Booting worker with pid: {}", std::process::id());
     if let Err(e) = arm_stack_dump(py, &cfg.errorlog) {
@@ -127,7 +129,6 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: WorkerContext) -> Resul
     let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)
         .map_err(|e| Fail::boot(format!("cannot build the environ: {e}")))?;
     let queue = (threads * 64).max(1024);
-    let ctx = Arc::new(ctx);
     let (pool, handles) = crate::pool::start(app, app_ctx, ctx.clone(), threads, queue)
         .map_err(|e| Fail::boot(format!("cannot start app threads: {e}")))?;
     let settings = Settings {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use fork::{daemonize, WorkerHost};
 pub use identity::{lookup_group, lookup_user, Identity};
-pub use master::run;
+pub use master::{run, Exit};
 pub use scoreboard::{Scoreboard, THREAD_CELLS};
 
 /// Exit code of a worker that could not start serving (sockets, logs).
@@ -51,6 +51,16 @@ impl WorkerContext {
     fn send(&self, byte: u8) {
         // SAFETY: writing one byte from the stack to our own pipe fd.
         let _ = unsafe { libc::write(self.notify.as_raw_fd(), (&byte as *const u8).cast(), 1) };
+    }
+
+    /// The worker cannot boot; the master prints `why` if it gives up.
+    pub fn boot_failed(&self, why: &str) {
+        let mut note = Vec::with_capacity(why.len() + 2);
+        note.push(b'E');
+        note.extend(why.bytes().map(|b| if b == b'\n' { b' ' } else { b }));
+        note.push(b'\n');
+        // SAFETY: writing our own buffer to our own pipe fd.
+        let _ = unsafe { libc::write(self.notify.as_raw_fd(), note.as_ptr().cast(), note.len()) };
     }
 
     /// The worker accepts connections now.

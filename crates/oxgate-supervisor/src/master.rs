@@ -32,6 +32,10 @@ struct Worker {
     /// SIGKILL due at this time (after a timeout's stack dump).
     kill_at: Option<Instant>,
     spawned: Instant,
+    /// Bytes from the worker's note pipe not yet understood.
+    notes: Vec<u8>,
+    /// Why the worker could not boot, as it said before exiting.
+    boot_error: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,6 +56,8 @@ struct Master<'a> {
     boot_failures: u32,
     next_spawn: Instant,
     exit_code: i32,
+    /// The one line the caller prints when the master gives up.
+    exit_message: Option<String>,
     rng: u64,
     /// systemd hears READY=1 once all workers first serve, and after reloads.
     announce_ready: bool,
@@ -60,7 +66,14 @@ struct Master<'a> {
 
 /// Run the master until it stops; returns the process exit code.
 /// `ready` runs once signals are handled, before the first fork.
-pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -> io::Result<i32> {
+/// How the master ended: its exit code, and the one line to print when it
+/// gave up (a worker's reason for failing to boot).
+pub struct Exit {
+    pub code: i32,
+    pub message: Option<String>,
+}
+
+pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -> io::Result<Exit> {
     let signals = SignalPipe::install()?;
     let board = Arc::new(Scoreboard::new(SLOTS)?);
     if let Some(path) = &cfg.pidfile {
@@ -78,16 +91,20 @@ pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -
         boot_failures: 0,
         next_spawn: Instant::now(),
         exit_code: 0,
+        exit_message: None,
         rng: u64::from(std::process::id()) ^ now_ms().rotate_left(17),
         announce_ready: true,
         last_memory_check: Instant::now(),
         cfg,
     };
-    let code = master.run_loop();
+    let code = master.run_loop()?;
     if let Some(path) = &master.cfg.pidfile {
         let _ = std::fs::remove_file(path);
     }
-    code
+    Ok(Exit {
+        code,
+        message: master.exit_message.take(),
+    })
 }
 
 impl Master<'_> {
@@ -159,10 +176,18 @@ impl Master<'_> {
         let Some(w) = self.workers.get_mut(&pid) else {
             return;
         };
-        let mut buf = [0u8; 16];
-        // SAFETY: reading into a stack buffer of the given length.
-        let n = unsafe { libc::read(w.notify.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        for &b in buf.iter().take(usize::try_from(n).unwrap_or(0)) {
+        let mut buf = [0u8; 512];
+        loop {
+            // SAFETY: reading into a stack buffer of the given length.
+            let n = unsafe { libc::read(w.notify.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match usize::try_from(n) {
+                Ok(n) if n > 0 => w.notes.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        // Notes: 'R' ready, 'M' max requests reached, 'E' message '\n' why
+        // the worker cannot boot.
+        while let Some(&b) = w.notes.first() {
             match b {
                 b'R' => {
                     w.ready = true;
@@ -172,8 +197,16 @@ impl Master<'_> {
                     log::info!("Worker (pid:{pid}) reached max requests: replacing it");
                     w.retire = true;
                 }
+                b'E' => {
+                    let Some(end) = w.notes.iter().position(|&c| c == b'\n') else {
+                        break;
+                    };
+                    w.boot_error = Some(String::from_utf8_lossy(&w.notes[1..end]).into_owned());
+                    w.notes.drain(..end);
+                }
                 _ => {}
             }
+            w.notes.remove(0);
         }
     }
 
@@ -285,6 +318,8 @@ impl Master<'_> {
                         stopping: None,
                         kill_at: None,
                         spawned: now,
+                        notes: Vec::new(),
+                        boot_error: None,
                     },
                 );
             }
@@ -328,6 +363,8 @@ impl Master<'_> {
             if pid <= 0 {
                 return;
             }
+            // What it said before it died (why it could not boot) comes first.
+            self.read_notes(pid);
             let Some(w) = self.workers.remove(&pid) else {
                 continue;
             };
@@ -369,12 +406,14 @@ impl Master<'_> {
             };
             log::error!("Worker (pid:{pid}) failed to boot: {what}; stopping");
             self.exit_code = code;
+            self.exit_message = Some(w.boot_error.clone().unwrap_or_else(|| what.to_owned()));
             self.stop(false);
             return;
         }
         if code == EXIT_APP || code == EXIT_BOOT {
             // A reload whose new code does not load: keep the old workers.
-            log::error!("New worker failed to load the application: keeping the running workers");
+            let why = w.boot_error.as_deref().unwrap_or("it could not start");
+            log::error!("New worker failed to boot ({why}): keeping the running workers");
             for o in self.workers.values_mut() {
                 o.retire = false;
             }
