@@ -44,6 +44,8 @@ pub struct Config {
     pub max_worker_memory: u64,
     pub reuse_port: bool,
     pub preload_app: bool,
+    pub reload: bool,
+    pub reload_extra_files: Vec<String>,
     pub daemon: bool,
     pub user: Option<String>,
     pub group: Option<String>,
@@ -141,6 +143,8 @@ pub fn build(
         max_worker_memory: m.int("max_worker_memory", 0)?,
         reuse_port: m.flag("reuse_port")?,
         preload_app: m.flag("preload_app")?,
+        reload: m.flag("reload")?,
+        reload_extra_files: m.list("reload_extra_files"),
         daemon: m.flag("daemon")?,
         user: m.text("user")?,
         group: m.text("group")?,
@@ -291,6 +295,12 @@ impl<'a> Merged<'a> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect()
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .map(|found| found.values.iter().map(|v| v.trim().to_string()).collect())
+            .unwrap_or_default()
     }
 
     fn env_pairs(&self, name: &str) -> Result<Vec<(String, String)>, ConfigError> {

@@ -55,6 +55,8 @@ pub enum Kind {
     Bind,
     /// Repeatable KEY=VALUE pair.
     EnvPair,
+    /// Repeatable filesystem path.
+    PathList,
     /// Comma-separated list of strings.
     CommaList,
     /// One of debug, info, warning, error, critical.
@@ -71,7 +73,7 @@ impl Kind {
     /// Given more than once in one source, values accumulate instead of the
     /// last one winning.
     pub fn repeatable(self) -> bool {
-        matches!(self, Kind::Bind | Kind::EnvPair)
+        matches!(self, Kind::Bind | Kind::EnvPair | Kind::PathList)
     }
 
     /// Takes a value on the command line (everything but flags).
@@ -556,6 +558,35 @@ pub static SETTINGS: &[Setting] = &[
         default: "'info'",
         help: "The error log level: debug, info, warning, error or critical.",
         doc: "",
+    },
+    Setting {
+        name: "reload",
+        section: Section::Debugging,
+        short: None,
+        long: Some("reload"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Restart workers when a Python file of the application changes \
+               (for development).",
+        doc: "Each worker checks the files of its imported modules (and \
+              `--reload-extra-file`) about once a second. On a change a new worker \
+              starts with the new code and, once it is ready, the old one stops. \
+              When the new code does not import, the error is logged and the old \
+              worker keeps serving until the next change. Not with `--preload`.",
+    },
+    Setting {
+        name: "reload_extra_files",
+        section: Section::Debugging,
+        short: None,
+        long: Some("reload-extra-file"),
+        aliases: &[],
+        meta: "FILE",
+        kind: Kind::PathList,
+        default: "[]",
+        help: "Also restart workers when this file changes (with --reload); repeatable.",
+        doc: "For templates, configuration and other files that are not Python modules.",
     },
     Setting {
         name: "check_config",

@@ -170,7 +170,9 @@ pub(crate) fn parse_text(raw: &str) -> Result<String, Problem> {
 /// again when layers are merged; this catches mistakes at the source).
 pub(crate) fn check(setting: &Setting, raw: &str) -> Result<(), Problem> {
     match setting.kind {
-        Kind::Text | Kind::Path | Kind::AppUri | Kind::CommaList => parse_text(raw).map(drop),
+        Kind::Text | Kind::Path | Kind::AppUri | Kind::CommaList | Kind::PathList => {
+            parse_text(raw).map(drop)
+        }
         Kind::Int { min, max } => parse_int(raw, min, max).map(drop),
         Kind::Flag => parse_bool(raw).map(drop),
         Kind::Bind => Bind::parse_detail(raw).map(drop).map_err(Problem::Bind),

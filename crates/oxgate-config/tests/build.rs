@@ -448,6 +448,8 @@ preload_app              = False
 print_config             = True
 pythonpath               = None
 raw_env                  = ['A=1']
+reload                   = False
+reload_extra_files       = []
 reuse_port               = False
 root_path                = 
 threads                  = 1

@@ -12,6 +12,7 @@ mod fail;
 mod file_wrapper;
 mod input;
 mod pool;
+mod reloader;
 mod respond;
 mod start_response;
 mod traceback;

@@ -129,6 +129,10 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
     let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)
         .map_err(|e| Fail::boot(format!("cannot build the environ: {e}")))?;
     let queue = (threads * 64).max(1024);
+    if cfg.reload && host.preloaded.is_none() {
+        crate::reloader::start(cfg.reload_extra_files.clone(), ctx.clone())
+            .map_err(|e| Fail::boot(format!("cannot start the reloader: {e}")))?;
+    }
     let (pool, handles) = crate::pool::start(app, app_ctx, ctx.clone(), threads, queue)
         .map_err(|e| Fail::boot(format!("cannot start app threads: {e}")))?;
     let settings = Settings {

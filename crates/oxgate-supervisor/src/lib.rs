@@ -63,6 +63,11 @@ impl WorkerContext {
         let _ = unsafe { libc::write(self.notify.as_raw_fd(), note.as_ptr().cast(), note.len()) };
     }
 
+    /// --reload saw a source file change: replace this worker.
+    pub fn code_changed(&self) {
+        self.send(b'C');
+    }
+
     /// The worker accepts connections now.
     pub fn ready(&self) {
         self.send(b'R');

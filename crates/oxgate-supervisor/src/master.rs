@@ -193,6 +193,13 @@ impl Master<'_> {
                     w.ready = true;
                     self.boot_failures = 0;
                 }
+                b'C' => {
+                    log::info!("Worker (pid:{pid}) saw its code change: replacing it");
+                    w.retire = true;
+                    // A fix after a failed reload deserves an immediate try.
+                    self.boot_failures = 0;
+                    self.next_spawn = Instant::now();
+                }
                 b'M' if !w.retire => {
                     log::info!("Worker (pid:{pid}) reached max requests: replacing it");
                     w.retire = true;
