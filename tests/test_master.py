@@ -242,13 +242,16 @@ class KeepAliveClient:
             except socket.timeout:
                 self.close()
                 raise
-            except (IncompleteResponse, ConnectionError):
-                nothing_came = self.conn.received == before
+            except (IncompleteResponse, ConnectionError) as e:
+                got = self.conn.received - before
                 self.close()
-                if reused and nothing_came and attempt == 0:
+                if reused and got == 0 and attempt == 0:
                     self.retries += 1
                     continue
-                raise
+                which = f"request {self.used + 1} on a {'reused' if reused else 'new'} connection"
+                raise ConnectionError(
+                    f"{e!r} on {which}, after {got} response bytes (attempt {attempt + 1})"
+                ) from e
             self.used += 1
             if (resp.header("Connection") or "").lower() == "close":
                 self.close()
@@ -645,6 +648,24 @@ def test_sigterm_lets_in_flight_requests_on_every_worker_finish_then_exits_0(mas
     wait_dead(workers, timeout=5)
 
 
+def test_sigterm_waits_at_most_the_graceful_timeout_for_workers(master, events_file):
+    server = master("crashy", "-w", "2", "--graceful-timeout", "1")
+    workers = wait_ready(server, 2)
+    conn = server.connect(timeout=15)
+    try:
+        conn.send(simple_request(target="/sleep?s=20"))
+        wait_started(events_file, "/sleep")
+        began = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_exit(10) == 0, server.stderr_text()
+        took = time.monotonic() - began
+        assert took < 4, f"SIGTERM with --graceful-timeout 1 took {took:.1f}s"
+        assert conn.wait_closed(5) == b"", "the cut-off request gets no response"
+    finally:
+        conn.close()
+    wait_dead(workers, timeout=5)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["SIGINT", "SIGQUIT"])
 def test_sigint_and_sigquit_stop_master_and_workers_fast(master, events_file, sig):
     server = master("crashy", "-w", "2", "--graceful-timeout", "30")
@@ -666,8 +687,11 @@ def _write_module(path: Path, version: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(
         "import os\n"
+        "import time\n"
         f"VERSION = {version!r}\n\n\n"
         "def application(environ, start_response):\n"
+        "    if environ.get('QUERY_STRING') == 'slow':\n"
+        "        time.sleep(0.02)\n"
         "    body = ('%s %d' % (VERSION, os.getpid())).encode()\n"
         "    start_response('200 OK', [('Content-Type', 'text/plain'),\n"
         "                              ('Content-Length', str(len(body)))])\n"
@@ -681,7 +705,9 @@ def test_sighup_reloads_new_code_in_new_workers_without_failing_a_request(master
     _write_module(module, "v1")
     server = master("--chdir", str(tmp_path), "-w", "2", "--threads", "2", "reload_app")
     old = wait_ready(server, 2)
-    loop = ClientLoop(server.port, "/", clients=4).start()
+    # every request takes a little while, so requests are in flight on the old workers
+    # when they are told to stop
+    loop = ClientLoop(server.port, "/?slow", clients=4).start()
     try:
         poll(lambda: loop.count() >= 40, 10, lambda: "40 responses before the reload", server)
         _write_module(module, "v2")

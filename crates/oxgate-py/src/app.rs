@@ -24,10 +24,16 @@ pub fn load(py: Python<'_>, uri: &str) -> Result<Py<PyAny>, Fail> {
         Ok(m) => m,
         Err(e) => return Err(import_failure(py, module, &e)),
     };
-    let (name, call) = parse_target(py, target).map_err(|_| {
-        Fail::app(format!(
-            "cannot parse '{target}' in '{uri}': use a variable name or a call with literal arguments, e.g. create_app('prod')"
-        ))
+    let (name, call) = parse_target(py, target).map_err(|e| {
+        if e.is_instance_of::<pyo3::exceptions::PySyntaxError>(py)
+            || e.is_instance_of::<pyo3::exceptions::PyValueError>(py)
+        {
+            Fail::app(format!(
+                "cannot parse '{target}' in '{uri}': use a variable name or a call with literal arguments, e.g. create_app('prod')"
+            ))
+        } else {
+            Fail::app(format!("cannot read '{uri}': {}", first_line(&e.to_string())))
+        }
     })?;
     let obj = imported.getattr(name.as_str()).map_err(|_| {
         Fail::app(format!(

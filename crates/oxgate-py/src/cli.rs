@@ -2,6 +2,7 @@
 //! the sockets, then serving until a signal. Every start-up failure ends
 //! here as one `Error:` line and an exit code naming its cause.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::LevelFilter;
@@ -11,6 +12,7 @@ use oxgate_supervisor::MasterConfig;
 use pyo3::prelude::*;
 
 use crate::fail::Fail;
+use crate::hooks::{self, Hooks};
 
 const DEFAULT_CONFIG: &str = "oxgate.conf.py";
 
@@ -44,11 +46,12 @@ fn main(py: Python<'_>, argv: Vec<String>) -> Result<i32, Fail> {
             .map_err(|e| Fail::usage(format!("in OXGATE_CMD_ARGS: {e}")))?,
         _ => Layer::new(),
     };
+    let mut hooks = Hooks::default();
     let explicit = cli.config_file().or(env.config_file()).map(str::to_owned);
     let file = match explicit {
-        Some(path) => crate::config_file::load(py, &path)?,
+        Some(path) => crate::config_file::load(py, &path, &mut hooks)?,
         None if std::path::Path::new(DEFAULT_CONFIG).is_file() => {
-            crate::config_file::load(py, DEFAULT_CONFIG)?
+            crate::config_file::load(py, DEFAULT_CONFIG, &mut hooks)?
         }
         None => Layer::new(),
     };
@@ -83,7 +86,7 @@ fn main(py: Python<'_>, argv: Vec<String>) -> Result<i32, Fail> {
         oxgate_supervisor::daemonize(&mut host)
             .map_err(|e| Fail::boot(format!("cannot daemonize: {e}")))?;
     }
-    serve(py, &cfg)
+    serve(py, &cfg, Arc::new(hooks))
 }
 
 /// chdir, sys.path and --env, before the app is imported (gunicorn's order).
@@ -115,7 +118,11 @@ fn prepare_python(py: Python<'_>, cfg: &Config) -> Result<(), Fail> {
     setup().map_err(|e| Fail::boot(format!("cannot prepare the interpreter: {e}")))
 }
 
-fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
+fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>) -> Result<i32, Fail> {
+    let server = |py| hooks::server_obj(py, std::process::id(), cfg.workers);
+    if let Ok(s) = server(py) {
+        hooks.call(py, "on_starting", &[s]);
+    }
     let mut listeners = Vec::new();
     let activated = oxgate_supervisor::systemd::listen_fds();
     for &fd in &activated {
@@ -139,6 +146,8 @@ fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
         listeners: &listeners,
         identity,
         preloaded,
+        hooks: hooks.clone(),
+        master_pid: std::process::id(),
     };
     let master = MasterConfig {
         workers: cfg.workers,
@@ -151,16 +160,23 @@ fn serve(py: Python<'_>, cfg: &Config) -> Result<i32, Fail> {
     };
     let urls: Vec<String> = listeners.iter().map(Listener::url).collect();
     let (workers, threads) = (cfg.workers, cfg.threads.max(1));
+    let ready_hooks = hooks.clone();
     let ready = move || {
         log::info!("Starting oxgate {}", env!("CARGO_PKG_VERSION"));
         for url in urls {
             log::info!("Listening at: {url} ({})", std::process::id());
         }
         log::info!("Using {workers} worker(s) with {threads} thread(s) each");
+        if let Ok(s) = hooks::server_obj(py, std::process::id(), workers) {
+            ready_hooks.call(py, "when_ready", &[s]);
+        }
     };
 
     let exit = oxgate_supervisor::run(master, &mut host, ready)
         .map_err(|e| Fail::boot(format!("the master failed: {e}")))?;
+    if let Ok(s) = server(py) {
+        hooks.call(py, "on_exit", &[s]);
+    }
     for path in listeners.iter().filter_map(Listener::unix_path) {
         let _ = std::fs::remove_file(path);
     }

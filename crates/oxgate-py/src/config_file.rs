@@ -7,9 +7,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 
 use crate::fail::Fail;
+use crate::hooks::Hooks;
 use crate::traceback::format_exception;
 
-pub fn load(py: Python<'_>, path: &str) -> Result<Layer, Fail> {
+pub fn load(py: Python<'_>, path: &str, hooks: &mut Hooks) -> Result<Layer, Fail> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         Fail::usage(format!(
             "cannot read config file '{path}': {e} (check the -c/--config path)"
@@ -38,6 +39,9 @@ pub fn load(py: Python<'_>, path: &str) -> Result<Layer, Fail> {
         let Ok(name) = key.extract::<String>() else {
             continue;
         };
+        if hooks.offer(&name, &value) {
+            continue;
+        }
         if name.starts_with('_')
             || value.is_none()
             || value.is_callable()

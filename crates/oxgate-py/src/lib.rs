@@ -10,6 +10,7 @@ mod environ;
 mod errors;
 mod fail;
 mod file_wrapper;
+mod hooks;
 mod input;
 mod pool;
 mod reloader;

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use oxgate_server::{Request, ResponseMsg};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::environ::{build_environ, AppContext};
 use crate::file_wrapper::FileWrapper;
@@ -27,7 +27,19 @@ enum Outcome {
     Failed(PyErr),
 }
 
-pub fn handle(py: Python<'_>, app: &Py<PyAny>, ctx: &AppContext, req: Request) {
+/// What hooks see of a finished request: its environ and the status sent
+/// ("500 Internal Server Error" when the app failed before sending one).
+pub struct Handled<'py> {
+    pub environ: Option<Bound<'py, PyDict>>,
+    pub status: String,
+}
+
+pub fn handle<'py>(
+    py: Python<'py>,
+    app: &Py<PyAny>,
+    ctx: &AppContext,
+    req: Request,
+) -> Handled<'py> {
     let Request {
         head,
         body,
@@ -35,9 +47,11 @@ pub fn handle(py: Python<'_>, app: &Py<PyAny>, ctx: &AppContext, req: Request) {
         responder,
     } = req;
     let core = Core::new(responder);
+    let mut kept = None;
     let outcome = (|| -> PyResult<Outcome> {
         let input = Py::new(py, WsgiInput::new(body))?;
         let environ = build_environ(py, ctx, &head, &conn, input)?;
+        kept = Some(environ.clone());
         let start = Py::new(py, StartResponse { core: core.clone() })?;
         let result = app.bind(py).call1((environ, start))?;
         let outcome = drive(py, &core, &result);
@@ -71,6 +85,14 @@ pub fn handle(py: Python<'_>, app: &Py<PyAny>, ctx: &AppContext, req: Request) {
             // cuts the connection. Either way the app's response is over.
             lock(&core).abandon();
         }
+    }
+    let status = lock(&core)
+        .sent_status
+        .clone()
+        .unwrap_or_else(|| "500 Internal Server Error".to_owned());
+    Handled {
+        environ: kept,
+        status,
     }
 }
 

@@ -16,6 +16,8 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 /// The response as the app has shaped it so far.
 pub struct Core {
     responder: Option<Responder>,
+    /// The status that went out, for post_request hooks.
+    pub sent_status: Option<String>,
     pending: Option<ResponseHead>,
     pub head_sent: bool,
 }
@@ -49,6 +51,7 @@ impl Core {
     pub fn new(responder: Responder) -> SharedCore {
         Arc::new(Mutex::new(Core {
             responder: Some(responder),
+            sent_status: None,
             pending: None,
             head_sent: false,
         }))
@@ -66,6 +69,7 @@ impl Core {
         }
         let head = self.pending.take().ok_or(SendError::NoHead)?;
         self.head_sent = true;
+        self.sent_status = Some(head.status_line.clone());
         Ok((Some(head), responder))
     }
 

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 
 use crate::environ::AppContext;
 use crate::fail::Fail;
+use crate::hooks::{self, Hooks};
 
 pub struct Host<'a, 'py> {
     pub py: Python<'py>,
@@ -21,6 +22,15 @@ pub struct Host<'a, 'py> {
     pub identity: oxgate_supervisor::Identity,
     /// The app loaded in the master (--preload), shared copy-on-write.
     pub preloaded: Option<Py<PyAny>>,
+    pub hooks: Arc<Hooks>,
+    /// The master's pid, the same in every worker.
+    pub master_pid: u32,
+}
+
+impl Host<'_, '_> {
+    fn server(&self) -> Option<Bound<'_, PyAny>> {
+        hooks::server_obj(self.py, self.master_pid, self.cfg.workers).ok()
+    }
 }
 
 impl WorkerHost for Host<'_, '_> {
@@ -40,6 +50,58 @@ impl WorkerHost for Host<'_, '_> {
         unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
     }
 
+    fn pre_fork(&mut self, age: u64) {
+        if !self.hooks.has("pre_fork") {
+            return;
+        }
+        let py = self.py;
+        let worker = hooks::namespace(
+            py,
+            &[(
+                "age",
+                age.into_pyobject(py)
+                    .map(|a| a.into_any())
+                    .unwrap_or_else(|_| py.None().into_bound(py)),
+            )],
+        );
+        if let (Some(server), Ok(worker)) = (self.server(), worker) {
+            self.hooks.call(py, "pre_fork", &[server, worker]);
+        }
+    }
+
+    fn child_exit(&mut self, pid: i32) {
+        if !self.hooks.has("child_exit") {
+            return;
+        }
+        let py = self.py;
+        let worker = pid
+            .into_pyobject(py)
+            .map_err(PyErr::from)
+            .and_then(|p| hooks::namespace(py, &[("pid", p.into_any())]));
+        if let (Some(server), Ok(worker)) = (self.server(), worker) {
+            self.hooks.call(py, "child_exit", &[server, worker]);
+        }
+    }
+
+    fn nworkers_changed(&mut self, new: usize, old: usize) {
+        let py = self.py;
+        if let (Some(server), Ok(new), Ok(old)) =
+            (self.server(), new.into_pyobject(py), old.into_pyobject(py))
+        {
+            self.hooks.call(
+                py,
+                "nworkers_changed",
+                &[server, new.into_any(), old.into_any()],
+            );
+        }
+    }
+
+    fn reloading(&mut self) {
+        if let Some(server) = self.server() {
+            self.hooks.call(self.py, "on_reload", &[server]);
+        }
+    }
+
     fn reopen_logs(&mut self) {
         if let Err(e) = oxgate_server::logging::reopen() {
             log::error!("cannot reopen the error log: {e}");
@@ -48,6 +110,9 @@ impl WorkerHost for Host<'_, '_> {
 
     fn run_worker(&mut self, ctx: WorkerContext) -> i32 {
         let ctx = Arc::new(ctx);
+        if let (Some(server), Ok(worker)) = (self.server(), hooks::worker_obj(self.py, ctx.age)) {
+            self.hooks.call(self.py, "post_fork", &[server, worker]);
+        }
         let code = match worker_main(self.py, self, ctx.clone()) {
             Ok(code) => code,
             Err(fail) => {
@@ -57,6 +122,9 @@ impl WorkerHost for Host<'_, '_> {
                 fail.code
             }
         };
+        if let (Some(server), Ok(worker)) = (self.server(), hooks::worker_obj(self.py, ctx.age)) {
+            self.hooks.call(self.py, "worker_exit", &[server, worker]);
+        }
         flush_python(self.py);
         code
     }
@@ -115,6 +183,9 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         None => None,
     };
     // Logs were opened with the master's rights; the app runs with these.
+    // Parsing the app spec needs `ast`, which the new user may not be able
+    // to read from the interpreter's install: import it while we still can.
+    let _ = py.import("ast");
     identity.apply().map_err(|e| {
         Fail::boot(format!(
             "cannot switch to the configured --user/--group: {e}"
@@ -124,6 +195,9 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         Some(app) => app.clone_ref(py),
         None => crate::app::load(py, cfg.app_uri.as_deref().unwrap_or_default())?,
     };
+    if let Ok(worker) = hooks::worker_obj(py, ctx.age) {
+        host.hooks.call(py, "post_worker_init", &[worker]);
+    }
     let script_name = cfg.root_path.trim_end_matches('/').to_owned();
     let threads = cfg.threads.max(1);
     let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)
@@ -133,8 +207,15 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         crate::reloader::start(cfg.reload_extra_files.clone(), ctx.clone())
             .map_err(|e| Fail::boot(format!("cannot start the reloader: {e}")))?;
     }
-    let (pool, handles) = crate::pool::start(app, app_ctx, ctx.clone(), threads, queue)
-        .map_err(|e| Fail::boot(format!("cannot start app threads: {e}")))?;
+    let (pool, handles) = crate::pool::start(
+        app,
+        app_ctx,
+        ctx.clone(),
+        host.hooks.clone(),
+        threads,
+        queue,
+    )
+    .map_err(|e| Fail::boot(format!("cannot start app threads: {e}")))?;
     let settings = Settings {
         limits: Limits {
             max_request_line: cfg.limit_request_line,
@@ -151,13 +232,19 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
     let beat = ctx.clone();
     shared.tick = Some(Box::new(move || beat.scoreboard.heartbeat(beat.slot)));
     let shared = Arc::new(shared);
+    let notify = ctx.clone();
     let ready = move || {
         log::info!("Worker ready (pid: {})", std::process::id());
-        ctx.ready();
+        notify.ready();
     };
     let stopped = py
         .detach(move || oxgate_server::run(own, shared, ready))
         .map_err(|e| Fail::boot(format!("server failed: {e}")))?;
+    if stopped == Stopped::Fast {
+        if let Ok(worker) = hooks::worker_obj(py, ctx.age) {
+            host.hooks.call(py, "worker_int", &[worker]);
+        }
+    }
     if stopped == Stopped::Graceful {
         // The queue closed with the server: idle threads exit at once. A
         // thread still in the app (its client gone) gets what is left of

@@ -13,6 +13,14 @@ pub trait WorkerHost {
     fn after_fork_child(&mut self);
     /// In the master on SIGUSR1: reopen the log files (after rotation).
     fn reopen_logs(&mut self);
+    /// In the master before a worker is forked (gunicorn's pre_fork hook).
+    fn pre_fork(&mut self, _age: u64) {}
+    /// In the master after a worker was reaped (child_exit).
+    fn child_exit(&mut self, _pid: i32) {}
+    /// In the master when TTIN/TTOU changed the worker count.
+    fn nworkers_changed(&mut self, _new: usize, _old: usize) {}
+    /// In the master on SIGHUP (on_reload).
+    fn reloading(&mut self) {}
     /// In the child: run the worker to its end and return its exit code.
     /// Called after `after_fork_child`.
     fn run_worker(&mut self, ctx: crate::WorkerContext) -> i32;

@@ -40,6 +40,8 @@ pub struct MasterConfig {
 
 /// What a worker knows about its place in the master's bookkeeping.
 pub struct WorkerContext {
+    /// This worker's number among all forked so far (gunicorn's worker.age).
+    pub age: u64,
     pub scoreboard: Arc<Scoreboard>,
     pub slot: usize,
     /// This worker's request budget (jitter applied); 0 = unlimited.

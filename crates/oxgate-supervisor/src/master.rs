@@ -58,6 +58,8 @@ struct Master<'a> {
     exit_code: i32,
     /// The one line the caller prints when the master gives up.
     exit_message: Option<String>,
+    /// Workers forked so far; a worker's age is its number in that count.
+    age: u64,
     rng: u64,
     /// systemd hears READY=1 once all workers first serve, and after reloads.
     announce_ready: bool,
@@ -92,6 +94,7 @@ pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -
         next_spawn: Instant::now(),
         exit_code: 0,
         exit_message: None,
+        age: 0,
         rng: u64::from(std::process::id()) ^ now_ms().rotate_left(17),
         announce_ready: true,
         last_memory_check: Instant::now(),
@@ -228,14 +231,16 @@ impl Master<'_> {
                     self.target
                 );
                 systemd::notify("RELOADING=1");
+                self.host.reloading();
                 self.announce_ready = true;
                 for w in self.workers.values_mut() {
                     w.retire = true;
                 }
             }
             libc::SIGUSR1 => {
-                log::info!("Handling signal: usr1; reopening log files");
+                // Reopen first, so this line lands in the new file.
                 self.host.reopen_logs();
+                log::info!("Handling signal: usr1; reopened log files");
                 for &pid in self.workers.keys() {
                     send(pid, libc::SIGUSR1);
                 }
@@ -243,11 +248,16 @@ impl Master<'_> {
             libc::SIGTTIN => {
                 if self.target < SLOTS {
                     self.target += 1;
+                    self.host.nworkers_changed(self.target, self.target - 1);
                 }
                 log::info!("Handling signal: ttin; workers: {}", self.target);
             }
             libc::SIGTTOU => {
+                let old = self.target;
                 self.target = self.target.saturating_sub(1).max(1);
+                if self.target != old {
+                    self.host.nworkers_changed(self.target, old);
+                }
                 log::info!("Handling signal: ttou; workers: {}", self.target);
             }
             other => log::info!(
@@ -311,6 +321,8 @@ impl Master<'_> {
             0 => 0,
             n => n + self.jitter(),
         };
+        self.age += 1;
+        self.host.pre_fork(self.age);
         match fork(self.host)? {
             Forked::Parent(pid) => {
                 drop(write);
@@ -337,6 +349,7 @@ impl Master<'_> {
                 signals.reset_in_child();
                 self.host.after_fork_child();
                 let ctx = WorkerContext {
+                    age: self.age,
                     scoreboard: self.board.clone(),
                     slot,
                     max_requests,
@@ -376,6 +389,7 @@ impl Master<'_> {
                 continue;
             };
             self.on_exit(pid, &w, status);
+            self.host.child_exit(pid);
         }
     }
 
