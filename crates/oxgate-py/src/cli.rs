@@ -151,6 +151,7 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>) -> Result<i32, Fail> {
     };
     let master = MasterConfig {
         workers: cfg.workers,
+        threads: cfg.threads.max(1),
         timeout: (cfg.timeout > 0).then(|| Duration::from_secs(cfg.timeout)),
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout),
         max_requests: cfg.max_requests,

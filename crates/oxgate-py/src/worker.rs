@@ -156,9 +156,12 @@ fn arm_stack_dump(py: Python<'_>, errorlog: &str) -> PyResult<()> {
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("file", file)?;
     kwargs.set_item("all_threads", true)?;
-    py.import("faulthandler")?
-        .getattr("enable")?
-        .call((), Some(&kwargs))?;
+    let faulthandler = py.import("faulthandler")?;
+    faulthandler.getattr("enable")?.call((), Some(&kwargs))?;
+    // The master's "show me your stacks" signal, which does not end us.
+    faulthandler
+        .getattr("register")?
+        .call((oxgate_supervisor::STACK_SIGNAL,), Some(&kwargs))?;
     Ok(())
 }
 
@@ -227,6 +230,7 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         body_timeout: Duration::from_secs(30),
         body_buffer: 64 * 1024,
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout),
+        request_timeout: (cfg.timeout > 0).then(|| Duration::from_secs(cfg.timeout)),
     };
     let mut shared = Shared::new(settings, Arc::new(pool), access_log);
     let beat = ctx.clone();

@@ -92,6 +92,14 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
         }
         let mut exchange = Exchange::new(&head);
         let ok = exchange.run(&mut stream, &mut buf, rx, pump, &shared).await;
+        if exchange.timed_out {
+            log::warn!(
+                "{} {} got no response within {}s: answered 504 (the app thread is still busy)",
+                head.method,
+                head.path,
+                shared.settings.request_timeout.map_or(0, |t| t.as_secs())
+            );
+        }
         if let Some(log) = &shared.access_log {
             log.write(&AccessEntry {
                 head: &head,
@@ -161,6 +169,8 @@ struct Exchange {
     declared: Option<u64>,
     body_sent: u64,
     head_written: bool,
+    /// The app did not start its response within --timeout.
+    timed_out: bool,
     out: Vec<u8>,
 }
 
@@ -176,6 +186,7 @@ impl Exchange {
             declared: None,
             body_sent: 0,
             head_written: false,
+            timed_out: false,
             out: Vec::with_capacity(1024),
         }
     }
@@ -191,13 +202,26 @@ impl Exchange {
         shared: &Shared,
     ) -> bool {
         let wait = shared.settings.body_timeout;
+        // --timeout: past it with nothing sent, the client gets a 504 and
+        // the app thread is left to the master (stack dump, recycling).
+        let deadline = shared
+            .settings
+            .request_timeout
+            .map(|t| tokio::time::Instant::now() + t);
         let mut ended = false;
         while !ended {
+            let limit = deadline.filter(|_| !self.head_written);
+            let next = async {
+                match limit {
+                    Some(at) => tokio::time::timeout_at(at, rx.recv()).await.ok(),
+                    None => Some(rx.recv().await),
+                }
+            };
             let msg = match pump.as_mut().filter(|p| p.active()) {
                 Some(p) => {
                     tokio::select! {
                         biased;
-                        m = rx.recv() => m,
+                        m = next => m,
                         step = p.step(stream, buf, wait) => {
                             if let Step::Continue = step {
                                 if !self.head_written
@@ -210,7 +234,16 @@ impl Exchange {
                         }
                     }
                 }
-                None => rx.recv().await,
+                None => next.await,
+            };
+            let Some(msg) = msg else {
+                self.timed_out = true;
+                self.status = 504;
+                self.keep_alive = false;
+                self.out.clear();
+                self.body_sent = simple_response(&mut self.out, 504, "Gateway Timeout", &[], false);
+                let _ = self.flush(stream).await;
+                return false;
             };
             let Some(msg) = msg else {
                 // The app side gave up without finishing the response.

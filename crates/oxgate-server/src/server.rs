@@ -35,6 +35,8 @@ pub struct Settings {
     /// Bodies up to this size are read before the app is called.
     pub body_buffer: usize,
     pub graceful_timeout: Duration,
+    /// A response not started by then gets a 504 (--timeout); None = off.
+    pub request_timeout: Option<Duration>,
 }
 
 pub struct Shared {

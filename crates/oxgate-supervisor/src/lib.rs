@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use fork::{daemonize, WorkerHost};
 pub use identity::{lookup_group, lookup_user, Identity};
-pub use master::{run, Exit};
+pub use master::{run, Exit, STACK_SIGNAL};
 pub use scoreboard::{Scoreboard, THREAD_CELLS};
 
 /// Exit code of a worker that could not start serving (sockets, logs).
@@ -28,6 +28,9 @@ pub const EXIT_APP: i32 = 4;
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
     pub workers: usize,
+    /// App threads per worker: with more than one, a stuck request gets a
+    /// 504 and a graceful recycle instead of killing its neighbours.
+    pub threads: usize,
     /// A request running longer, or a worker silent longer, is killed; None = off.
     pub timeout: Option<Duration>,
     pub graceful_timeout: Duration,

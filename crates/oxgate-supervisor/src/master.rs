@@ -18,6 +18,8 @@ use crate::{MasterConfig, WorkerContext, EXIT_APP, EXIT_BOOT};
 const SLOTS: usize = 512;
 /// How long a worker asked for its stacks (SIGABRT) gets before SIGKILL.
 const STACK_GRACE: Duration = Duration::from_millis(500);
+/// Asks a worker for its Python stacks without ending it (faulthandler).
+pub const STACK_SIGNAL: libc::c_int = libc::SIGUSR2;
 /// How long INT/QUIT give workers before SIGKILL.
 const FAST_GRACE: Duration = Duration::from_secs(2);
 
@@ -36,6 +38,8 @@ struct Worker {
     notes: Vec<u8>,
     /// Why the worker could not boot, as it said before exiting.
     boot_error: Option<String>,
+    /// Its stacks were dumped for a stuck request already.
+    dumped: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -339,6 +343,7 @@ impl Master<'_> {
                         spawned: now,
                         notes: Vec::new(),
                         boot_error: None,
+                        dumped: false,
                     },
                 );
             }
@@ -579,6 +584,20 @@ impl Master<'_> {
             };
             let silent = now_ms.saturating_sub(self.board.last_heartbeat(w.slot)) > limit_ms;
             if stuck.is_none() && !silent {
+                continue;
+            }
+            if let (Some(what), false, true) = (&stuck, silent, self.cfg.threads > 1) {
+                // Its other threads still serve: its client got a 504 from
+                // the worker itself; dump the stacks and recycle gracefully.
+                if !w.dumped {
+                    log::error!(
+                        "Worker (pid:{pid}) timed out after {}s on {what} (answered 504); its Python stacks follow, then it is replaced gracefully",
+                        limit.as_secs()
+                    );
+                    send(pid, STACK_SIGNAL);
+                    w.dumped = true;
+                    w.retire = true;
+                }
                 continue;
             }
             let on = match &stuck {
