@@ -2,12 +2,14 @@
 //! the sockets, then serving until a signal. Every start-up failure ends
 //! here as one `Error:` line and an exit code naming its cause.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use log::LevelFilter;
 use oxgate_config::{Command, Config, Layer, LogLevel};
 use oxgate_server::Listener;
+use oxgate_supervisor::upgrade::Relaunch;
 use oxgate_supervisor::MasterConfig;
 use pyo3::prelude::*;
 
@@ -71,6 +73,8 @@ fn main(py: Python<'_>, argv: Vec<String>) -> Result<i32, Fail> {
     };
     oxgate_server::logging::init_error_log(&cfg.errorlog, level)
         .map_err(|e| Fail::boot(format!("cannot open error log '{}': {e}", cfg.errorlog)))?;
+    // A new master (USR2) starts where the first one did: --chdir may be relative.
+    let start_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     prepare_python(py, &cfg)?;
     let uri = cfg.app_uri.as_ref().ok_or_else(|| {
         Fail::usage(
@@ -86,7 +90,7 @@ fn main(py: Python<'_>, argv: Vec<String>) -> Result<i32, Fail> {
         oxgate_supervisor::daemonize(&mut host)
             .map_err(|e| Fail::boot(format!("cannot daemonize: {e}")))?;
     }
-    serve(py, &cfg, Arc::new(hooks))
+    serve(py, &cfg, Arc::new(hooks), start_dir)
 }
 
 /// chdir, sys.path and --env, before the app is imported (gunicorn's order).
@@ -118,15 +122,21 @@ fn prepare_python(py: Python<'_>, cfg: &Config) -> Result<(), Fail> {
     setup().map_err(|e| Fail::boot(format!("cannot prepare the interpreter: {e}")))
 }
 
-fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>) -> Result<i32, Fail> {
+fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) -> Result<i32, Fail> {
     let server = |py| hooks::server_obj(py, std::process::id(), cfg.workers);
     if let Ok(s) = server(py) {
         hooks.call(py, "on_starting", &[s]);
     }
     let mut listeners = Vec::new();
-    let activated = oxgate_supervisor::systemd::listen_fds();
+    // From a master we replace (USR2: the socket files become ours), else
+    // from systemd (which owns its files).
+    let mut activated = oxgate_supervisor::upgrade::inherited_fds();
+    let owned = !activated.is_empty();
+    if activated.is_empty() {
+        activated = oxgate_supervisor::systemd::listen_fds();
+    }
     for &fd in &activated {
-        listeners.push(Listener::from_fd(fd).map_err(|e| Fail::boot(e.to_string()))?);
+        listeners.push(Listener::from_fd(fd, owned).map_err(|e| Fail::boot(e.to_string()))?);
     }
     // Socket activation replaces --bind, as in gunicorn.
     let binds: &[oxgate_config::Bind] = if activated.is_empty() { &cfg.bind } else { &[] };
@@ -158,6 +168,11 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>) -> Result<i32, Fail> {
         max_requests_jitter: cfg.max_requests_jitter,
         pidfile: cfg.pidfile.clone(),
         max_worker_memory: cfg.max_worker_memory.saturating_mul(1 << 20),
+        daemon: cfg.daemon,
+        relaunch: Relaunch {
+            fds: listeners.iter().map(Listener::raw_fd).collect(),
+            start_dir,
+        },
     };
     let urls: Vec<String> = listeners.iter().map(Listener::url).collect();
     let (workers, threads) = (cfg.workers, cfg.threads.max(1));
@@ -178,7 +193,12 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>) -> Result<i32, Fail> {
     if let Ok(s) = server(py) {
         hooks.call(py, "on_exit", &[s]);
     }
-    for path in listeners.iter().filter_map(Listener::unix_path) {
+    // After an upgrade the sockets belong to the new master.
+    for path in listeners
+        .iter()
+        .filter_map(Listener::unix_path)
+        .filter(|_| !exit.handed_over)
+    {
         let _ = std::fs::remove_file(path);
     }
     log::logger().flush();

@@ -10,7 +10,8 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::traceback::format_exception;
 
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
+    "pre_exec",
     "on_starting",
     "on_reload",
     "when_ready",

@@ -96,6 +96,12 @@ impl WorkerHost for Host<'_, '_> {
         }
     }
 
+    fn pre_exec(&mut self) {
+        if let Some(server) = self.server() {
+            self.hooks.call(self.py, "pre_exec", &[server]);
+        }
+    }
+
     fn reloading(&mut self) {
         if let Some(server) = self.server() {
             self.hooks.call(self.py, "on_reload", &[server]);

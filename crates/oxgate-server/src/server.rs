@@ -114,9 +114,10 @@ impl Listener {
         }
     }
 
-    /// A socket handed over by systemd socket activation (already bound
-    /// and listening); TCP or unix, as getsockname says.
-    pub fn from_fd(fd: std::os::fd::RawFd) -> Result<Listener, BindError> {
+    /// A socket handed over already bound and listening (systemd socket
+    /// activation, or the master we replace); TCP or unix, as getsockname
+    /// says. `owned`: whether our master removes a unix socket file at exit.
+    pub fn from_fd(fd: std::os::fd::RawFd, owned: bool) -> Result<Listener, BindError> {
         use std::os::fd::FromRawFd;
         let fail = |error| BindError {
             address: format!("fd://{fd}"),
@@ -129,8 +130,7 @@ impl Listener {
         let local = socket.local_addr().map_err(fail)?;
         if local.is_unix() {
             let path = local.as_pathname().map(PathBuf::from).unwrap_or_default();
-            // Not ours to delete at exit: systemd owns the file.
-            return Ok(Listener::Unix(socket.into(), path, false));
+            return Ok(Listener::Unix(socket.into(), path, owned));
         }
         Ok(Listener::Tcp(socket.into()))
     }
@@ -165,6 +165,14 @@ impl Listener {
                 l.set_nonblocking(true).map_err(fail)?;
                 Ok(Listener::Unix(l, path.clone(), true))
             }
+        }
+    }
+
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, _, _) => l.as_raw_fd(),
         }
     }
 

@@ -21,6 +21,8 @@ pub trait WorkerHost {
     fn nworkers_changed(&mut self, _new: usize, _old: usize) {}
     /// In the master on SIGHUP (on_reload).
     fn reloading(&mut self) {}
+    /// In the child about to exec a new master on SIGUSR2 (pre_exec).
+    fn pre_exec(&mut self) {}
     /// In the child: run the worker to its end and return its exit code.
     /// Called after `after_fork_child`.
     fn run_worker(&mut self, ctx: crate::WorkerContext) -> i32;

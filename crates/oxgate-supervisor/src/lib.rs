@@ -9,6 +9,7 @@ mod memory;
 mod scoreboard;
 mod signals;
 pub mod systemd;
+pub mod upgrade;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ pub struct MasterConfig {
     pub pidfile: Option<PathBuf>,
     /// Resident bytes past which a worker is replaced; 0 = off.
     pub max_worker_memory: u64,
+    /// Daemonized (--daemon): WINCH then stops all workers, as gunicorn.
+    pub daemon: bool,
+    /// How to start a new master on SIGUSR2.
+    pub relaunch: upgrade::Relaunch,
 }
 
 /// What a worker knows about its place in the master's bookkeeping.

@@ -13,6 +13,7 @@ use crate::memory::rss_bytes;
 use crate::scoreboard::{now_ms, Scoreboard};
 use crate::signals::{self, pipe_nonblocking, SignalPipe};
 use crate::systemd;
+use crate::upgrade;
 use crate::{MasterConfig, WorkerContext, EXIT_APP, EXIT_BOOT};
 
 const SLOTS: usize = 512;
@@ -62,6 +63,8 @@ struct Master<'a> {
     exit_code: i32,
     /// The one line the caller prints when the master gives up.
     exit_message: Option<String>,
+    /// The master started by SIGUSR2, while it runs.
+    new_master: Option<libc::pid_t>,
     /// Workers forked so far; a worker's age is its number in that count.
     age: u64,
     rng: u64,
@@ -77,6 +80,8 @@ struct Master<'a> {
 pub struct Exit {
     pub code: i32,
     pub message: Option<String>,
+    /// A new master (USR2) runs on our sockets: leave their files alone.
+    pub handed_over: bool,
 }
 
 pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -> io::Result<Exit> {
@@ -99,18 +104,26 @@ pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -
         exit_code: 0,
         exit_message: None,
         age: 0,
+        new_master: None,
         rng: u64::from(std::process::id()) ^ now_ms().rotate_left(17),
         announce_ready: true,
         last_memory_check: Instant::now(),
         cfg,
     };
     let code = master.run_loop()?;
+    let handed_over = master.new_master.is_some();
     if let Some(path) = &master.cfg.pidfile {
-        let _ = std::fs::remove_file(path);
+        // After an upgrade the pidfile is the new master's; ours is .oldbin.
+        let _ = std::fs::remove_file(if handed_over {
+            oldbin(path)
+        } else {
+            path.clone()
+        });
     }
     Ok(Exit {
         code,
         message: master.exit_message.take(),
+        handed_over,
     })
 }
 
@@ -241,6 +254,13 @@ impl Master<'_> {
                     w.retire = true;
                 }
             }
+            libc::SIGUSR2 => self.upgrade(),
+            // gunicorn: stop the workers of a daemonized master (the step
+            // after USR2 that leaves the old master idle).
+            libc::SIGWINCH if self.cfg.daemon => {
+                log::info!("Handling signal: winch; stopping all workers");
+                self.target = 0;
+            }
             libc::SIGUSR1 => {
                 // Reopen first, so this line lands in the new file.
                 self.host.reopen_logs();
@@ -268,6 +288,27 @@ impl Master<'_> {
                 "Ignoring signal {} (not supported yet)",
                 signals::name(other)
             ),
+        }
+    }
+
+    /// SIGUSR2: a new master from the current binary on our sockets.
+    fn upgrade(&mut self) {
+        if self.phase != Phase::Running || self.new_master.is_some() {
+            log::warn!("Ignoring signal usr2: an upgrade is already running or we are stopping");
+            return;
+        }
+        if let Some(path) = &self.cfg.pidfile {
+            let _ = std::fs::rename(path, oldbin(path));
+        }
+        match upgrade::spawn(self.host, &self.cfg.relaunch) {
+            Ok(pid) => {
+                log::info!(
+                    "Handling signal: usr2; started a new master (pid:{pid}); stop this one (pid:{}) with TERM once it serves",
+                    std::process::id()
+                );
+                self.new_master = Some(pid);
+            }
+            Err(e) => log::error!("cannot start a new master: {e}"),
         }
     }
 
@@ -391,6 +432,14 @@ impl Master<'_> {
             // What it said before it died (why it could not boot) comes first.
             self.read_notes(pid);
             let Some(w) = self.workers.remove(&pid) else {
+                if Some(pid) == self.new_master {
+                    self.new_master = None;
+                    log::error!("The new master (pid:{pid}) exited; this one goes on serving");
+                    if let Some(path) = &self.cfg.pidfile {
+                        let _ = std::fs::write(path, format!("{}\n", std::process::id()));
+                        let _ = std::fs::remove_file(oldbin(path));
+                    }
+                }
                 continue;
             };
             self.on_exit(pid, &w, status);
@@ -617,4 +666,11 @@ impl Master<'_> {
 fn send(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: kill(2) on a child pid we have not reaped yet.
     unsafe { libc::kill(pid, sig) };
+}
+
+/// Where the old master's pidfile goes during an upgrade (gunicorn's name).
+fn oldbin(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".oldbin");
+    name.into()
 }

@@ -104,6 +104,14 @@ impl SignalPipe {
     }
 }
 
+/// Default dispositions back (before exec of a new master).
+pub fn reset_dispositions() {
+    PIPE_WRITE.store(-1, Ordering::Relaxed);
+    for sig in HANDLED {
+        let _ = set_handler(sig, libc::SIG_DFL);
+    }
+}
+
 fn set_handler(sig: libc::c_int, handler: usize) -> io::Result<()> {
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
     // `handler` is SIG_DFL or an extern "C" fn(c_int) that only does
