@@ -73,3 +73,22 @@ def test_daemon_detaches_serves_and_stops_by_its_pidfile(tmp_path: Path):
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
+
+
+def test_winch_stops_the_workers_of_a_daemon_and_ttin_brings_one_back(tmp_path: Path):
+    pidfile, log = tmp_path / "oxgate.pid", tmp_path / "error.log"
+    args = ["--daemon", "--pid", str(pidfile), "--error-logfile", str(log), "-w", "2"]
+    assert run_oxgate([*args, "--bind", "127.0.0.1:0", "preload_app"], timeout=20).returncode == 0
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "pid"))
+    try:
+        wait_until(lambda: log.read_text().count("Worker ready") == 2, 10, "two workers")
+        os.kill(pid, signal.SIGWINCH)
+        wait_until(lambda: log.read_text().count("exited with code 0") == 2, 10, "workers gone")
+        assert _alive(pid)
+        url = LISTENING_RE.search(log.read_text()).group("url")
+        os.kill(pid, signal.SIGTTIN)
+        wait_until(lambda: log.read_text().count("Worker ready") == 3, 10, "one worker back")
+        assert httpx.get(url + "/", timeout=5).status_code == 200
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not _alive(pid), 15, "daemon exit")

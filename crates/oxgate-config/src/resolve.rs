@@ -44,6 +44,8 @@ pub struct Config {
     pub max_worker_memory: u64,
     pub reuse_port: bool,
     pub preload_app: bool,
+    /// Checked to be a directory; otherwise unused (see the setting's doc).
+    pub worker_tmp_dir: Option<PathBuf>,
     pub reload: bool,
     pub reload_extra_files: Vec<String>,
     pub daemon: bool,
@@ -143,6 +145,7 @@ pub fn build(
         max_worker_memory: m.int("max_worker_memory", 0)?,
         reuse_port: m.flag("reuse_port")?,
         preload_app: m.flag("preload_app")?,
+        worker_tmp_dir: m.existing_dir("worker_tmp_dir")?,
         reload: m.flag("reload")?,
         reload_extra_files: m.list("reload_extra_files"),
         daemon: m.flag("daemon")?,
@@ -295,6 +298,17 @@ impl<'a> Merged<'a> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect()
+    }
+
+    fn existing_dir(&self, name: &str) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(found) = self.get(name) else {
+            return Ok(None);
+        };
+        let raw = found.last().trim();
+        if !std::path::Path::new(raw).is_dir() {
+            return Err(found.err(Problem::Expected("an existing directory".to_string()), raw));
+        }
+        Ok(Some(PathBuf::from(raw)))
     }
 
     fn list(&self, name: &str) -> Vec<String> {

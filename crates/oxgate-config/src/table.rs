@@ -353,6 +353,22 @@ pub static SETTINGS: &[Setting] = &[
               (and `--pid`) to see and control the server.",
     },
     Setting {
+        name: "worker_tmp_dir",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("worker-tmp-dir"),
+        aliases: &[],
+        meta: "DIR",
+        kind: Kind::Path,
+        default: "None",
+        help: "Accepted for gunicorn compatibility: oxgate needs no heartbeat files.",
+        doc: "gunicorn keeps a heartbeat file per worker there (often `/dev/shm`, so a \
+              slow disk cannot make workers look dead). oxgate's workers beat in an \
+              anonymous shared-memory scoreboard instead, so the setting has no effect; \
+              it is accepted, and checked to name a directory, so existing command \
+              lines and config files run unchanged.",
+    },
+    Setting {
         name: "pidfile",
         section: Section::ServerMechanics,
         short: Some('p'),

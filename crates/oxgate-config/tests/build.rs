@@ -456,6 +456,7 @@ threads                  = 1
 timeout                  = 30
 umask                    = 0
 user                     = None
+worker_tmp_dir           = None
 workers                  = 1
 wsgi_app                 = app:x
 "#;
@@ -484,4 +485,20 @@ fn umask_takes_pythons_int_prefixes_and_refuses_garbage() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("umask"), "{err}");
+}
+
+#[test]
+fn worker_tmp_dir_must_be_a_directory() {
+    let cfg = build(&[cli(&["--worker-tmp-dir", "/", "app:x"])], &no_env).unwrap();
+    assert_eq!(
+        cfg.worker_tmp_dir.as_deref(),
+        Some(std::path::Path::new("/"))
+    );
+    let err = build(
+        &[cli(&["--worker-tmp-dir", "/no/such/dir", "app:x"])],
+        &no_env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("existing directory"), "{err}");
 }
