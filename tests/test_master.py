@@ -648,6 +648,29 @@ def test_sigterm_lets_in_flight_requests_on_every_worker_finish_then_exits_0(mas
     wait_dead(workers, timeout=5)
 
 
+def test_sigterm_while_workers_are_booting_stops_master_and_workers_promptly(tracked):
+    """The stop must reach workers forked just before or during the signal."""
+    outcomes = []
+    for _ in range(10):
+        server = OxgateProcess(["--bind", "127.0.0.1:0", "-w", "4", "crashy"], env=base_env())
+        tracked(server)
+        server.start()  # returns at `Listening at:`, before the workers are ready
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            code = server.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            code = "hung"
+        _reap(server)
+        leftover = [p for p in booted(server) if alive(p)]
+        outcomes.append((code, leftover))
+        if code != 0:
+            break
+    assert all(o == (0, []) for o in outcomes), (
+        f"(exit code, live workers) per run: {outcomes}\n--- last stderr ---\n"
+        f"{server.stderr_text()}"
+    )
+
+
 def test_sigterm_waits_at_most_the_graceful_timeout_for_workers(master, events_file):
     server = master("crashy", "-w", "2", "--graceful-timeout", "1")
     workers = wait_ready(server, 2)
