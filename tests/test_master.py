@@ -651,7 +651,7 @@ def test_sigterm_lets_in_flight_requests_on_every_worker_finish_then_exits_0(mas
 def test_sigterm_while_workers_are_booting_stops_master_and_workers_promptly(tracked):
     """The stop must reach workers forked just before or during the signal."""
     outcomes = []
-    for _ in range(10):
+    for _ in range(20):
         server = OxgateProcess(["--bind", "127.0.0.1:0", "-w", "4", "crashy"], env=base_env())
         tracked(server)
         server.start()  # returns at `Listening at:`, before the workers are ready

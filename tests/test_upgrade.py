@@ -114,3 +114,16 @@ def test_usr2_with_a_broken_install_keeps_the_old_master(oxgate, tmp_path: Path)
     assert httpx.get(server.url + "/", timeout=5).text == "ok"
     assert pidfile.read_text().strip() == str(server.proc.pid)
     assert not Path(f"{pidfile}.oldbin").exists()
+
+
+def _ready_workers(server) -> set[int]:
+    return {int(p) for p in re.findall(r"Worker ready \(pid: (\d+)\)", server.stderr_text())}
+
+
+def test_workers_stop_when_their_master_is_killed_outright(oxgate):
+    server = oxgate("crashy", "-w", "2")
+    wait_until(lambda: len(_ready_workers(server)) >= 2, 10, "two workers")
+    workers = _ready_workers(server)
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    wait_until(lambda: not any(_alive(p) for p in workers), 10, "orphaned workers to exit")

@@ -146,7 +146,9 @@ async fn read_head(
             d.saturating_duration_since(Instant::now())
         };
         let mut stopping = shared.shutdown_signal();
-        let idle = buf.is_empty();
+        // Between requests a stopping server closes idle connections; a
+        // connection accepted just before the stop still gets its answer.
+        let idle = buf.is_empty() && !first;
         tokio::select! {
             res = timeout(wait, stream.read_buf(buf)) => match res {
                 Ok(Ok(n)) if n > 0 => {}

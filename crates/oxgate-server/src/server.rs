@@ -346,9 +346,11 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
     };
     let mut stop = shared.shutdown_signal();
     loop {
+        // Once stopping, accept nothing more: the others take the queue.
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            biased;
             _ = stop.wait_for(|s| *s) => return,
+            r = listener.accept() => r,
         };
         match accepted {
             Ok((sock, peer)) => {
@@ -377,9 +379,11 @@ async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
     });
     let mut stop = shared.shutdown_signal();
     loop {
+        // Once stopping, accept nothing more: the others take the queue.
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            biased;
             _ = stop.wait_for(|s| *s) => return,
+            r = listener.accept() => r,
         };
         match accepted {
             Ok((sock, _)) => {

@@ -3,6 +3,8 @@
 
 use std::io;
 
+use crate::signals;
+
 /// What the embedding runtime must do around fork(2), and the worker body.
 pub trait WorkerHost {
     /// In the master, right before fork (CPython: PyOS_BeforeFork).
@@ -34,7 +36,13 @@ pub enum Forked {
     Child,
 }
 
+/// Fork with the master's signals blocked across it: a child must never run
+/// the master's handlers (they would feed the master's self-pipe and the
+/// child would lose, say, the TERM meant for it). The child gets default
+/// dispositions before the signals are unblocked; pending ones then act on
+/// it as on any process, until it installs its own handlers.
 pub fn fork(host: &mut dyn WorkerHost) -> io::Result<Forked> {
+    let old = signals::block_all();
     host.before_fork();
     // SAFETY: the master is single-threaded (it never starts a runtime or
     // threads of its own), so the child's only thread is a consistent copy.
@@ -42,12 +50,16 @@ pub fn fork(host: &mut dyn WorkerHost) -> io::Result<Forked> {
     if pid < 0 {
         let err = io::Error::last_os_error();
         host.after_fork_parent();
+        signals::restore(&old);
         return Err(err);
     }
     if pid == 0 {
+        signals::reset_dispositions();
+        signals::restore(&old);
         return Ok(Forked::Child);
     }
     host.after_fork_parent();
+    signals::restore(&old);
     Ok(Forked::Parent(pid))
 }
 

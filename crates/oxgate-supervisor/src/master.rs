@@ -63,6 +63,7 @@ struct Master<'a> {
     exit_code: i32,
     /// The one line the caller prints when the master gives up.
     exit_message: Option<String>,
+    master_pid: libc::pid_t,
     /// The master started by SIGUSR2, while it runs.
     new_master: Option<libc::pid_t>,
     /// Workers forked so far; a worker's age is its number in that count.
@@ -105,6 +106,7 @@ pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -
         exit_message: None,
         age: 0,
         new_master: None,
+        master_pid: std::process::id() as libc::pid_t,
         rng: u64::from(std::process::id()) ^ now_ms().rotate_left(17),
         announce_ready: true,
         last_memory_check: Instant::now(),
@@ -393,6 +395,16 @@ impl Master<'_> {
                 // The child owns nothing of the master but its worker fds.
                 let signals = std::mem::replace(&mut self.signals, SignalPipe::placeholder());
                 signals.reset_in_child();
+                // A master killed outright must not leave its workers behind:
+                // the kernel sends TERM (a graceful stop) when it dies.
+                // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+                // SAFETY: getppid cannot fail.
+                if unsafe { libc::getppid() } != self.master_pid {
+                    // It died between fork and prctl.
+                    // SAFETY: ending this child right away.
+                    unsafe { libc::_exit(0) };
+                }
                 self.host.after_fork_child();
                 let ctx = WorkerContext {
                     age: self.age,

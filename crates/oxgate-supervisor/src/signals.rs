@@ -104,6 +104,27 @@ impl SignalPipe {
     }
 }
 
+/// Block every signal the master handles; returns the mask to restore.
+pub fn block_all() -> libc::sigset_t {
+    // SAFETY: sigset_t values are plain data initialised by sigemptyset
+    // before use; pthread_sigmask only reads `set` and writes `old`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in HANDLED {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
+pub fn restore(old: &libc::sigset_t) {
+    // SAFETY: `old` came from pthread_sigmask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
 /// Default dispositions back (before exec of a new master).
 pub fn reset_dispositions() {
     PIPE_WRITE.store(-1, Ordering::Relaxed);
