@@ -86,8 +86,8 @@ fn main(py: Python<'_>, argv: Vec<String>) -> Result<i32, Fail> {
         return Ok(0);
     }
     if cfg.daemon {
-        let mut host = crate::worker::ForkOnly(py);
-        oxgate_supervisor::daemonize(&mut host)
+        // This thread holds the GIL (we are inside a #[pyfunction]), as PyFork needs.
+        oxgate_supervisor::daemonize(&mut crate::worker::PyFork)
             .map_err(|e| Fail::boot(format!("cannot daemonize: {e}")))?;
     }
     serve(py, &cfg, Arc::new(hooks), start_dir)

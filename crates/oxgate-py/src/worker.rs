@@ -8,7 +8,7 @@ use std::time::Duration;
 use oxgate_config::Config;
 use oxgate_proto::Limits;
 use oxgate_server::{AccessLog, Listener, Settings, Shared, Stopped};
-use oxgate_supervisor::{WorkerContext, WorkerHost};
+use oxgate_supervisor::{ForkHooks, WorkerContext, WorkerHost};
 use pyo3::prelude::*;
 
 use crate::environ::AppContext;
@@ -33,23 +33,21 @@ impl Host<'_, '_> {
     }
 }
 
-impl WorkerHost for Host<'_, '_> {
+impl ForkHooks for Host<'_, '_> {
     fn before_fork(&mut self) {
-        // SAFETY: called with the GIL held by this (the only) thread, as
-        // CPython requires around fork(2).
-        unsafe { pyo3::ffi::PyOS_BeforeFork() }
+        PyFork.before_fork();
     }
 
     fn after_fork_parent(&mut self) {
-        // SAFETY: as above, in the parent right after fork(2).
-        unsafe { pyo3::ffi::PyOS_AfterFork_Parent() }
+        PyFork.after_fork_parent();
     }
 
     fn after_fork_child(&mut self) {
-        // SAFETY: in the child right after fork(2), GIL held by this thread.
-        unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
+        PyFork.after_fork_child();
     }
+}
 
+impl WorkerHost for Host<'_, '_> {
     fn pre_fork(&mut self, age: u64) {
         if !self.hooks.has("pre_fork") {
             return;
@@ -270,28 +268,24 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
     Ok(0)
 }
 
-/// Fork hooks without a worker body, for --daemon's forks.
-pub struct ForkOnly<'py>(pub Python<'py>);
+/// CPython's fork protocol (GIL held by the only thread), for the workers'
+/// forks and for --daemon's.
+pub struct PyFork;
 
-impl WorkerHost for ForkOnly<'_> {
+impl ForkHooks for PyFork {
     fn before_fork(&mut self) {
-        // SAFETY: GIL held by this, the only, thread.
+        // SAFETY: called with the GIL held by this (the only) thread, as
+        // CPython requires around fork(2).
         unsafe { pyo3::ffi::PyOS_BeforeFork() }
     }
 
     fn after_fork_parent(&mut self) {
-        // SAFETY: as above.
+        // SAFETY: as above, in the parent right after fork(2).
         unsafe { pyo3::ffi::PyOS_AfterFork_Parent() }
     }
 
     fn after_fork_child(&mut self) {
-        // SAFETY: as above, in the child.
+        // SAFETY: in the child right after fork(2), GIL held by this thread.
         unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
-    }
-
-    fn reopen_logs(&mut self) {}
-
-    fn run_worker(&mut self, _ctx: WorkerContext) -> i32 {
-        0
     }
 }

@@ -5,14 +5,19 @@ use std::io;
 
 use crate::signals;
 
-/// What the embedding runtime must do around fork(2), and the worker body.
-pub trait WorkerHost {
+/// What the embedding runtime must do around fork(2).
+pub trait ForkHooks {
     /// In the master, right before fork (CPython: PyOS_BeforeFork).
     fn before_fork(&mut self);
     /// In the master, right after fork (CPython: PyOS_AfterFork_Parent).
     fn after_fork_parent(&mut self);
     /// In a child right after fork (CPython: PyOS_AfterFork_Child).
     fn after_fork_child(&mut self);
+}
+
+/// The master's view of the embedding app: fork hooks, server hooks and
+/// the worker body.
+pub trait WorkerHost: ForkHooks {
     /// In the master on SIGUSR1: reopen the log files (after rotation).
     fn reopen_logs(&mut self);
     /// In the master before a worker is forked (gunicorn's pre_fork hook).
@@ -41,7 +46,7 @@ pub enum Forked {
 /// child would lose, say, the TERM meant for it). The child gets default
 /// dispositions before the signals are unblocked; pending ones then act on
 /// it as on any process, until it installs its own handlers.
-pub fn fork(host: &mut dyn WorkerHost) -> io::Result<Forked> {
+pub fn fork(host: &mut dyn ForkHooks) -> io::Result<Forked> {
     let old = signals::block_all();
     host.before_fork();
     // SAFETY: the master is single-threaded (it never starts a runtime or
@@ -66,7 +71,7 @@ pub fn fork(host: &mut dyn WorkerHost) -> io::Result<Forked> {
 /// Detach from the terminal (--daemon): fork, new session, fork again so
 /// the daemon can never reacquire a terminal, stdio to /dev/null. Returns
 /// in the daemon only; both intermediate parents end here.
-pub fn daemonize(host: &mut dyn WorkerHost) -> io::Result<()> {
+pub fn daemonize(host: &mut dyn ForkHooks) -> io::Result<()> {
     for step in 0..2 {
         if let Forked::Parent(_) = fork(host)? {
             // SAFETY: the parent's work is done; _exit skips destructors and

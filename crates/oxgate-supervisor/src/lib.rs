@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use fork::{daemonize, WorkerHost};
+pub use fork::{daemonize, ForkHooks, WorkerHost};
 pub use identity::{lookup_group, lookup_user, Identity};
 pub use master::{run, Exit, STACK_SIGNAL};
 pub use scoreboard::{Scoreboard, THREAD_CELLS};
