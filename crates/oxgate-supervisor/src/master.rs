@@ -394,7 +394,7 @@ impl Master<'_> {
                 drop(read);
                 // The child owns nothing of the master but its worker fds.
                 let signals = std::mem::replace(&mut self.signals, SignalPipe::placeholder());
-                signals.reset_in_child();
+                signals.close_in_child();
                 // A master killed outright must not leave its workers behind:
                 // the kernel sends TERM (a graceful stop) when it dies.
                 // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number.

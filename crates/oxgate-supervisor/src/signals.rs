@@ -93,12 +93,9 @@ impl SignalPipe {
         out
     }
 
-    /// In a new child: default dispositions back, the pipe closed.
-    pub fn reset_in_child(self) {
-        PIPE_WRITE.store(-1, Ordering::Relaxed);
-        for sig in HANDLED {
-            let _ = set_handler(sig, libc::SIG_DFL);
-        }
+    /// In a new child (whose dispositions `fork` already reset): close
+    /// the master's pipe.
+    pub fn close_in_child(self) {
         drop(self.write);
         drop(self.read);
     }
