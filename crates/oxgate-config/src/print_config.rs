@@ -57,6 +57,7 @@ pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
         "limit_request_line" => cfg.limit_request_line.to_string(),
         "limit_request_fields" => cfg.limit_request_fields.to_string(),
         "limit_request_field_size" => cfg.limit_request_field_size.to_string(),
+        "limit_request_body" => cfg.limit_request_body.to_string(),
         "accesslog" => opt(cfg.accesslog.clone()),
         "access_log_format" => cfg.access_log_format.as_str().to_string(),
         "errorlog" => cfg.errorlog.clone(),

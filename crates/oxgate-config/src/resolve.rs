@@ -65,6 +65,8 @@ pub struct Config {
     pub limit_request_fields: usize,
     /// As configured; 0 means no per-field limit. See `request_limits()`.
     pub limit_request_field_size: usize,
+    /// Bytes; 0 = no limit.
+    pub limit_request_body: u64,
     /// `None` = no access log; "-" = stdout.
     pub accesslog: Option<String>,
     pub access_log_format: AccessLogFormat,
@@ -159,6 +161,7 @@ pub fn build(
         limit_request_line: to_usize(m.int("limit_request_line", 4094)?),
         limit_request_fields: to_usize(m.int("limit_request_fields", 100)?),
         limit_request_field_size: to_usize(m.int("limit_request_field_size", 8190)?),
+        limit_request_body: m.int("limit_request_body", 0)?,
         accesslog: m.text("accesslog")?,
         access_log_format: m.access_log_format()?,
         errorlog: m.text("errorlog")?.unwrap_or_else(|| "-".to_string()),

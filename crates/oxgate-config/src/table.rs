@@ -508,6 +508,25 @@ pub static SETTINGS: &[Setting] = &[
               value above 32768, means 32768, as in gunicorn.",
     },
     Setting {
+        name: "limit_request_body",
+        section: Section::Security,
+        short: None,
+        long: Some("limit-request-body"),
+        aliases: &[],
+        meta: "BYTES",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "0",
+        help: "The maximum size of a request body in bytes; 0 means no limit.",
+        doc: "A larger body gets `413 Payload Too Large` and a closed connection: at \
+              once when Content-Length says so (before `100 Continue`, and without \
+              calling the application), or as soon as a chunked body passes the \
+              limit. gunicorn has no such setting (uWSGI's limit-post, nginx's \
+              client_max_body_size do the same).",
+    },
+    Setting {
         name: "limit_request_field_size",
         section: Section::Security,
         short: None,

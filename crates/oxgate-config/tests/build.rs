@@ -436,6 +436,7 @@ errorlog                 = -
 graceful_timeout         = 30
 group                    = None
 keepalive                = 2
+limit_request_body       = 0
 limit_request_field_size = 8190
 limit_request_fields     = 100
 limit_request_line       = 4094

@@ -233,6 +233,7 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         head_timeout: Duration::from_secs(30),
         body_timeout: Duration::from_secs(30),
         body_buffer: 64 * 1024,
+        max_body: (cfg.limit_request_body > 0).then_some(cfg.limit_request_body),
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout),
         request_timeout: (cfg.timeout > 0).then(|| Duration::from_secs(cfg.timeout)),
     };

@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use oxgate_proto::{BodyFraming, ChunkedDecoder, DecodeStep, ProtoError};
+use oxgate_proto::{BodyFraming, ChunkedDecoder, DecodeStep, ProtoError, RequestHead};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use crate::handler::{BodyError, BodyStream, RequestBody};
+use crate::server::Settings;
 use crate::stream::Stream;
 
 /// Largest piece handed to the app in one message.
@@ -31,29 +32,36 @@ pub enum Prepared {
 }
 
 /// Read a small body whole before the app runs, so a slow upload never
-/// holds a Python thread. Streams when the body is larger than `limit` or
-/// the client waits for `100 Continue`.
+/// holds a Python thread. Streams when the body is larger than the body
+/// buffer or the client waits for `100 Continue`.
 pub async fn prepare(
     stream: &mut Stream,
     buf: &mut BytesMut,
-    framing: BodyFraming,
-    expect_continue: bool,
-    limit: usize,
-    max_line: usize,
-    wait: Duration,
+    head: &RequestHead,
+    settings: &Settings,
 ) -> Result<Prepared, ProtoError> {
-    let kind = match framing {
+    let (limit, max_body, wait) = (
+        settings.body_buffer,
+        settings.max_body,
+        settings.body_timeout,
+    );
+    let max_line = settings.limits.max_header_size.max(1024);
+    let kind = match head.framing {
         BodyFraming::None | BodyFraming::Length(0) => {
             return Ok(Prepared::Ready(RequestBody::Full(Bytes::new())))
+        }
+        // Refused before the app runs and before any `100 Continue`.
+        BodyFraming::Length(n) if max_body.is_some_and(|max| n > max) => {
+            return Err(ProtoError::PayloadTooLarge)
         }
         BodyFraming::Length(n) => Kind::Length(n),
         BodyFraming::Chunked => Kind::Chunked(ChunkedDecoder::new(max_line)),
     };
-    if expect_continue {
-        return Ok(streaming(Kind::into_pump(kind), Bytes::new(), true));
+    let mut pump = kind.into_pump(max_body.unwrap_or(u64::MAX));
+    if head.expect_continue {
+        return Ok(streaming(pump, Bytes::new(), true));
     }
     let mut collected = BytesMut::new();
-    let mut pump = kind.into_pump();
     loop {
         match pump.decode(buf)? {
             Piece::Data(data) => {
@@ -107,13 +115,15 @@ fn streaming(pump: Pump, first: Bytes, expect_continue: bool) -> Prepared {
 }
 
 impl Kind {
-    fn into_pump(self) -> Pump {
+    fn into_pump(self, max: u64) -> Pump {
         Pump {
             kind: self,
             tx: None,
             waiting: None,
             finished: false,
             failed: false,
+            seen: 0,
+            max,
         }
     }
 }
@@ -133,6 +143,9 @@ pub struct Pump {
     waiting: Option<oneshot::Receiver<()>>,
     finished: bool,
     failed: bool,
+    /// Body bytes decoded so far, and the most allowed (--limit-request-body).
+    seen: u64,
+    max: u64,
 }
 
 pub enum Step {
@@ -141,6 +154,9 @@ pub enum Step {
     Progress,
     /// The app let go of wsgi.input; stop pumping.
     Abandoned,
+    /// The body broke a rule or a limit midway: answer with its status if
+    /// nothing was sent yet, and close.
+    Refused(ProtoError),
 }
 
 impl Pump {
@@ -160,6 +176,17 @@ impl Pump {
     }
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Piece, ProtoError> {
+        let piece = self.decode_framing(buf)?;
+        if let Piece::Data(d) = &piece {
+            self.seen += d.len() as u64;
+            if self.seen > self.max {
+                return Err(ProtoError::PayloadTooLarge);
+            }
+        }
+        Ok(piece)
+    }
+
+    fn decode_framing(&mut self, buf: &mut BytesMut) -> Result<Piece, ProtoError> {
         match &mut self.kind {
             Kind::Length(0) => {
                 self.finished = true;
@@ -189,7 +216,7 @@ impl Pump {
                 buf.advance(used);
                 // A decoder may consume framing without yielding data.
                 if let (Piece::NeedMore, true) = (&piece, used > 0 && !buf.is_empty()) {
-                    return self.decode(buf);
+                    return self.decode_framing(buf);
                 }
                 Ok(piece)
             }
@@ -220,7 +247,8 @@ impl Pump {
                 Ok(piece) => piece,
                 Err(e) => {
                     permit.send(Err(BodyError::Invalid(e.to_string())));
-                    return self.fail();
+                    self.fail();
+                    return Step::Refused(e);
                 }
             };
             match piece {

@@ -43,16 +43,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
         first = false;
         let started = Instant::now();
         let settings = &shared.settings;
-        let prepared = prepare(
-            &mut stream,
-            &mut buf,
-            head.framing,
-            head.expect_continue,
-            settings.body_buffer,
-            settings.limits.max_header_size.max(1024),
-            settings.body_timeout,
-        )
-        .await;
+        let prepared = prepare(&mut stream, &mut buf, &head, settings).await;
         let (body, pump) = match prepared {
             Ok(Prepared::Ready(body)) => (body, None),
             Ok(Prepared::Streaming(body, pump)) => (body, Some(pump)),
@@ -225,12 +216,26 @@ impl Exchange {
                         biased;
                         m = next => m,
                         step = p.step(stream, buf, wait) => {
-                            if let Step::Continue = step {
-                                if !self.head_written
-                                    && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
-                                {
+                            match step {
+                                Step::Continue => {
+                                    if !self.head_written
+                                        && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+                                    {
+                                        return false;
+                                    }
+                                }
+                                Step::Refused(e) => {
+                                    if !self.head_written {
+                                        log::debug!("refusing request body: {e}");
+                                        self.status = e.status();
+                                        self.keep_alive = false;
+                                        self.out.clear();
+                                        self.body_sent = simple_response(&mut self.out, e.status(), e.reason(), &[], false);
+                                        let _ = self.flush(stream).await;
+                                    }
                                     return false;
                                 }
+                                Step::Progress | Step::Abandoned => {}
                             }
                             continue;
                         }

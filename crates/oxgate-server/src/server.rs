@@ -34,6 +34,8 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// Bodies up to this size are read before the app is called.
     pub body_buffer: usize,
+    /// Larger request bodies are refused with 413; None = no limit.
+    pub max_body: Option<u64>,
     pub graceful_timeout: Duration,
     /// A response not started by then gets a 504 (--timeout); None = off.
     pub request_timeout: Option<Duration>,
