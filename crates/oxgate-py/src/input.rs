@@ -171,13 +171,4 @@ impl WsgiInput {
         let line = self.with_state(py, |py, s| s.readline(py, None))?;
         Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
     }
-
-    /// Bytes already received and not yet read; for tests and debugging.
-    fn _buffered(&self) -> usize {
-        self.state
-            .lock()
-            .ok()
-            .and_then(|s| s.as_ref().map(|s| s.pending.len()))
-            .unwrap_or(0)
-    }
 }

@@ -508,7 +508,6 @@ impl Master<'_> {
         self.boot_failures += 1;
         let delay = Duration::from_millis(100 << self.boot_failures.min(7));
         self.next_spawn = Instant::now() + delay.min(Duration::from_secs(10));
-        let _ = w.spawned;
     }
 
     /// Stop retiring workers once their replacements can carry the load,
