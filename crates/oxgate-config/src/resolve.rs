@@ -29,9 +29,24 @@ pub struct Config {
     /// Worker processes; `WEB_CONCURRENCY` when not set.
     pub workers: usize,
     pub threads: usize,
+    /// Connections a worker holds at once.
+    pub worker_connections: usize,
+    /// Requests that may wait for an app thread; 0 = 64 per thread (see
+    /// `queue_size()`).
+    pub request_queue: usize,
+    /// Bytes of request body read before the app is called.
+    pub request_buffer: usize,
+    /// Bytes of response an app thread may hand over ahead of the client.
+    pub response_buffer: usize,
     pub backlog: i32,
     /// Seconds; 0 disables keep-alive.
     pub keepalive: u64,
+    /// Seconds for a whole request head.
+    pub header_timeout: u64,
+    /// Seconds a request body may stall.
+    pub body_timeout: u64,
+    /// Seconds a response write may stall.
+    pub write_timeout: u64,
     /// Seconds.
     pub graceful_timeout: u64,
     /// Seconds a request may run before its worker is replaced; 0 = off.
@@ -120,6 +135,14 @@ impl Config {
             max_header_bytes,
         }
     }
+
+    /// The per-worker request queue: as set, or 64 per app thread.
+    pub fn queue_size(&self) -> usize {
+        match self.request_queue {
+            0 => self.threads.saturating_mul(64),
+            n => n,
+        }
+    }
 }
 
 /// Merge layers (later wins; a list setting like bind given in a later layer
@@ -137,8 +160,15 @@ pub fn build(
         bind: m.binds(getenv)?,
         workers: to_usize(m.workers(getenv)?),
         threads: to_usize(m.int("threads", 1)?),
+        worker_connections: to_usize(m.int("worker_connections", 1000)?),
+        request_queue: to_usize(m.int("request_queue", 0)?),
+        request_buffer: to_usize(m.int("request_buffer", 64 * 1024)?),
+        response_buffer: to_usize(m.int("response_buffer", 1024 * 1024)?),
         backlog: i32::try_from(m.int("backlog", 2048)?).unwrap_or(i32::MAX),
         keepalive: m.int("keepalive", 2)?,
+        header_timeout: m.int("header_timeout", 10)?,
+        body_timeout: m.int("body_timeout", 30)?,
+        write_timeout: m.int("write_timeout", 30)?,
         graceful_timeout: m.int("graceful_timeout", 30)?,
         timeout: m.int("timeout", 30)?,
         max_requests: m.int("max_requests", 0)?,

@@ -224,6 +224,83 @@ pub static SETTINGS: &[Setting] = &[
               so a worker serves this many requests at once.",
     },
     Setting {
+        name: "worker_connections",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("worker-connections"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 1,
+            max: UNBOUNDED,
+        },
+        default: "1000",
+        help: "The maximum number of simultaneous client connections per worker.",
+        doc: "Past it the worker stops accepting; new connections wait in the listen \
+              backlog (`--backlog`) until one closes. Idle keep-alive and slow \
+              connections count too, but cost no Python thread, so this can be far \
+              above `--threads`: an idle connection costs a few KiB. oxgate raises \
+              its open-files limit (RLIMIT_NOFILE) to the hard limit at start.",
+    },
+    Setting {
+        name: "request_queue",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("request-queue"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "0",
+        help: "Requests per worker that may wait for a free app thread; past it they \
+               get a 503 at once. 0 means 64 per thread.",
+        doc: "A complete request waits here when all `--threads` are busy. When the \
+              queue is full, the client gets `503 Service Unavailable` with \
+              `Retry-After: 1` at once, instead of a wait that grows without bound. \
+              The worst wait is about queue / threads x the time of one request: \
+              lower it for slow views. An oxgate setting (granian's backpressure is \
+              similar).",
+    },
+    Setting {
+        name: "request_buffer",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("request-buffer"),
+        aliases: &[],
+        meta: "BYTES",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "65536",
+        help: "Request bodies up to this size are read in full before the application \
+               is called.",
+        doc: "So a slow upload of a small body never holds an app thread. Larger \
+              bodies stream through `wsgi.input` as the application reads them \
+              (with `Expect: 100-continue` honoured on the first read).",
+    },
+    Setting {
+        name: "response_buffer",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("response-buffer"),
+        aliases: &[],
+        meta: "BYTES",
+        kind: Kind::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+        default: "1048576",
+        help: "Response bytes an app thread may hand over ahead of a slow client.",
+        doc: "The application's thread moves on once the rest of its response fits in \
+              this buffer, so a slow reader holds an app thread only for a response \
+              larger than this. A body returned as one bytes object or a list is \
+              handed over whole, whatever its size; files sent with \
+              `wsgi.file_wrapper` cost nothing here (sendfile).",
+    },
+    Setting {
         name: "keepalive",
         section: Section::WorkerProcesses,
         short: None,
@@ -239,6 +316,60 @@ pub static SETTINGS: &[Setting] = &[
         doc: "1-5 seconds suits clients that connect directly; behind a load balancer \
               that reuses connections, set it higher than the balancer's idle timeout. \
               0 closes the connection after each response.",
+    },
+    Setting {
+        name: "header_timeout",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("header-timeout"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 1,
+            max: UNBOUNDED,
+        },
+        default: "10",
+        help: "Seconds a client has to send a whole request head.",
+        doc: "Counted from the connection's start, or from the first byte of a \
+              later request on a kept-alive connection. A client past it (a \
+              slowloris sending a byte at a time) is disconnected. gunicorn has no \
+              such setting (nginx: client_header_timeout).",
+    },
+    Setting {
+        name: "body_timeout",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("body-timeout"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 1,
+            max: UNBOUNDED,
+        },
+        default: "30",
+        help: "Seconds a request body may stall (no byte arriving) before the \
+               connection is closed.",
+        doc: "For a body read before the application runs, the client is \
+              disconnected; for a body the application is streaming, its \
+              `wsgi.input` read raises an error. (nginx: client_body_timeout.)",
+    },
+    Setting {
+        name: "write_timeout",
+        section: Section::WorkerProcesses,
+        short: None,
+        long: Some("write-timeout"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 1,
+            max: UNBOUNDED,
+        },
+        default: "30",
+        help: "Seconds a response write may stall (the client reading nothing) before \
+               the connection is closed.",
+        doc: "A client that stops reading its response is disconnected after this \
+              long without progress; a slow but moving reader is not. \
+              (nginx: send_timeout.)",
     },
     Setting {
         name: "timeout",

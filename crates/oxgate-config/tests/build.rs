@@ -428,6 +428,7 @@ fn print_config_lists_every_setting_sorted_and_aligned() {
 accesslog                = None
 backlog                  = 2048
 bind                     = ['[::1]:1', 'unix:/s']
+body_timeout             = 30
 chdir                    = .
 check_config             = True
 config                   = None
@@ -435,6 +436,7 @@ daemon                   = False
 errorlog                 = -
 graceful_timeout         = 30
 group                    = None
+header_timeout           = 10
 keepalive                = 2
 limit_request_body       = 0
 limit_request_field_size = 8190
@@ -451,14 +453,19 @@ pythonpath               = None
 raw_env                  = ['A=1']
 reload                   = False
 reload_extra_files       = []
+request_buffer           = 65536
+request_queue            = 0
+response_buffer          = 1048576
 reuse_port               = False
 root_path                = 
 threads                  = 1
 timeout                  = 30
 umask                    = 0
 user                     = None
+worker_connections       = 1000
 worker_tmp_dir           = None
 workers                  = 1
+write_timeout            = 30
 wsgi_app                 = app:x
 "#;
     assert_eq!(print_config(&cfg), expected);

@@ -17,6 +17,8 @@ pub enum ProtoError {
     VersionNotSupported,
     /// Body larger than allowed (413).
     PayloadTooLarge,
+    /// The head or body did not arrive in time (408, RFC 9110 section 15.5.9).
+    RequestTimeout,
 }
 
 impl ProtoError {
@@ -28,6 +30,7 @@ impl ProtoError {
             ProtoError::NotImplemented(_) => 501,
             ProtoError::VersionNotSupported => 505,
             ProtoError::PayloadTooLarge => 413,
+            ProtoError::RequestTimeout => 408,
         }
     }
 
@@ -40,6 +43,7 @@ impl ProtoError {
             ProtoError::NotImplemented(_) => "Not Implemented",
             ProtoError::VersionNotSupported => "HTTP Version Not Supported",
             ProtoError::PayloadTooLarge => "Payload Too Large",
+            ProtoError::RequestTimeout => "Request Timeout",
         }
     }
 }
@@ -53,6 +57,7 @@ impl fmt::Display for ProtoError {
             ProtoError::NotImplemented(why) => write!(f, "not implemented: {why}"),
             ProtoError::VersionNotSupported => f.write_str("HTTP version not supported"),
             ProtoError::PayloadTooLarge => f.write_str("request body too large"),
+            ProtoError::RequestTimeout => f.write_str("request not received in time"),
         }
     }
 }

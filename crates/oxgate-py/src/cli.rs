@@ -127,6 +127,16 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
     if let Ok(s) = server(py) {
         hooks.call(py, "on_starting", &[s]);
     }
+    match oxgate_supervisor::raise_open_files() {
+        // Listeners, logs and the app's own files need some room too.
+        Ok(n) if n < (cfg.worker_connections as u64).saturating_add(64) => log::warn!(
+            "the open-files limit is {n}, below --worker-connections {} (+64): raise it \
+             (ulimit -n) or lower --worker-connections",
+            cfg.worker_connections
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the open-files limit: {e}"),
+    }
     let mut listeners = Vec::new();
     // From a master we replace (USR2: the socket files become ours), else
     // from systemd (which owns its files).

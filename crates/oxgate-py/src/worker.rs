@@ -209,7 +209,7 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
     let threads = cfg.threads.max(1);
     let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)
         .map_err(|e| Fail::boot(format!("cannot build the environ: {e}")))?;
-    let queue = (threads * 64).max(1024);
+    let queue = cfg.queue_size();
     if cfg.reload && host.preloaded.is_none() {
         crate::reloader::start(cfg.reload_extra_files.clone(), ctx.clone())
             .map_err(|e| Fail::boot(format!("cannot start the reloader: {e}")))?;
@@ -230,9 +230,12 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
             max_header_size: cfg.limit_request_field_size,
         },
         keepalive: Duration::from_secs(cfg.keepalive),
-        head_timeout: Duration::from_secs(30),
-        body_timeout: Duration::from_secs(30),
-        body_buffer: 64 * 1024,
+        head_timeout: Duration::from_secs(cfg.header_timeout),
+        body_timeout: Duration::from_secs(cfg.body_timeout),
+        write_timeout: Duration::from_secs(cfg.write_timeout),
+        max_connections: cfg.worker_connections,
+        response_buffer: cfg.response_buffer,
+        body_buffer: cfg.request_buffer,
         max_body: (cfg.limit_request_body > 0).then_some(cfg.limit_request_body),
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout),
         request_timeout: (cfg.timeout > 0).then(|| Duration::from_secs(cfg.timeout)),

@@ -79,8 +79,9 @@ pub async fn prepare(
                 }
                 match timeout(wait, stream.read_buf(buf)).await {
                     Ok(Ok(n)) if n > 0 => {}
-                    // The client went away or stalled: nobody is left to answer.
-                    _ => return Err(ProtoError::BadRequest("incomplete request body")),
+                    Ok(_) => return Err(ProtoError::BadRequest("incomplete request body")),
+                    // --body-timeout: the body stalled.
+                    Err(_) => return Err(ProtoError::RequestTimeout),
                 }
             }
         }
@@ -269,7 +270,8 @@ impl Pump {
                     }
                     Err(_) => {
                         permit.send(Err(BodyError::TimedOut));
-                        return self.fail();
+                        self.fail();
+                        return Step::Refused(ProtoError::RequestTimeout);
                     }
                 },
             }

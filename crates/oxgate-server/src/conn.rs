@@ -9,12 +9,11 @@ use bytes::BytesMut;
 use oxgate_proto::response::response_framing;
 use oxgate_proto::{parse_head, Parsed, ProtoError, RequestHead, ResponseFraming};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
-use crate::handler::{ConnInfo, Request, Responder, ResponseHead, ResponseMsg};
+use crate::handler::{ConnInfo, Request, Responder, ResponseHead, ResponseMsg, ResponseRx};
 use crate::server::Shared;
 use crate::stream::Stream;
 use crate::write::{chunk_header, simple_response, write_head};
@@ -56,7 +55,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
                 return;
             }
         };
-        let (responder, rx) = Responder::channel(8);
+        let (responder, rx) = Responder::channel(shared.settings.response_buffer);
         let req = Request {
             head: head.clone(),
             body,
@@ -144,9 +143,13 @@ async fn read_head(
             res = timeout(wait, stream.read_buf(buf)) => match res {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Ok(None),
+                // --header-timeout with part of a head: say why (RFC 9110
+                // section 15.5.9); a connection that sent nothing just closes.
+                Err(_) if !buf.is_empty() => return Err(ProtoError::RequestTimeout),
                 Err(_) => return Ok(None),
             },
             _ = stopping.wait_for(|s| *s), if idle => return Ok(None),
+            _ = shared.pressure.notified(), if idle => return Ok(None),
         }
     }
 }
@@ -190,7 +193,7 @@ impl Exchange {
         &mut self,
         stream: &mut Stream,
         buf: &mut BytesMut,
-        mut rx: mpsc::Receiver<ResponseMsg>,
+        mut rx: ResponseRx,
         mut pump: Option<Pump>,
         shared: &Shared,
     ) -> bool {

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use oxgate_proto::RequestHead;
@@ -132,27 +132,130 @@ pub enum ResponseMsg {
 /// The sending half of a response, held by the app side.
 #[derive(Clone)]
 pub struct Responder {
-    tx: mpsc::Sender<ResponseMsg>,
+    tx: mpsc::UnboundedSender<ResponseMsg>,
+    budget: Arc<Budget>,
 }
 
 /// The client is gone: nothing more can be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Disconnected;
 
+/// Per-message bookkeeping counted against the buffer, so a response of
+/// many tiny chunks is bounded too.
+const MSG_OVERHEAD: usize = 64;
+
+/// How many response bytes the app side has handed over that the I/O side
+/// has not taken yet (--response-buffer). The app thread waits on it only
+/// when a slow client lets the buffer fill.
+struct Budget {
+    limit: usize,
+    state: Mutex<BudgetState>,
+    freed: Condvar,
+}
+
+struct BudgetState {
+    queued: usize,
+    closed: bool,
+}
+
+impl Budget {
+    fn lock(&self) -> MutexGuard<'_, BudgetState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wait for room for `n` bytes; a message larger than the whole buffer
+    /// goes once the buffer is empty.
+    fn take(&self, n: usize) -> Result<(), Disconnected> {
+        let mut st = self.lock();
+        while !st.closed && st.queued > 0 && st.queued.saturating_add(n) > self.limit {
+            st = self.freed.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        if st.closed {
+            return Err(Disconnected);
+        }
+        st.queued = st.queued.saturating_add(n);
+        Ok(())
+    }
+
+    fn give(&self, n: usize) {
+        let mut st = self.lock();
+        st.queued = st.queued.saturating_sub(n);
+        self.freed.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.freed.notify_all();
+    }
+}
+
+fn cost(msg: &ResponseMsg) -> usize {
+    MSG_OVERHEAD
+        + match msg {
+            ResponseMsg::Whole(_, b) | ResponseMsg::Body(b) => b.len(),
+            _ => 0,
+        }
+}
+
 impl Responder {
-    pub(crate) fn channel(depth: usize) -> (Responder, mpsc::Receiver<ResponseMsg>) {
-        let (tx, rx) = mpsc::channel(depth);
-        (Responder { tx }, rx)
+    /// A response channel whose app side may run `buffer` bytes ahead.
+    pub(crate) fn channel(buffer: usize) -> (Responder, ResponseRx) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Budget {
+            limit: buffer.max(1),
+            state: Mutex::new(BudgetState {
+                queued: 0,
+                closed: false,
+            }),
+            freed: Condvar::new(),
+        });
+        (
+            Responder {
+                tx,
+                budget: budget.clone(),
+            },
+            ResponseRx { rx, budget },
+        )
     }
 
     /// Send one message, waiting while the connection's buffer is full.
     /// Blocks: call it without holding the GIL, never from the runtime.
     pub fn send_blocking(&self, msg: ResponseMsg) -> Result<(), Disconnected> {
-        self.tx.blocking_send(msg).map_err(|_| Disconnected)
+        let n = cost(&msg);
+        self.budget.take(n)?;
+        self.tx.send(msg).map_err(|_| {
+            self.budget.give(n);
+            Disconnected
+        })
     }
 
     /// The connection has been closed.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// The I/O side's half: taking a message frees its room in the buffer.
+pub(crate) struct ResponseRx {
+    rx: mpsc::UnboundedReceiver<ResponseMsg>,
+    budget: Arc<Budget>,
+}
+
+impl ResponseRx {
+    pub(crate) async fn recv(&mut self) -> Option<ResponseMsg> {
+        let msg = self.rx.recv().await?;
+        self.budget.give(cost(&msg));
+        Some(msg)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+impl Drop for ResponseRx {
+    fn drop(&mut self) {
+        // Wake an app thread waiting for room: nobody will read its bytes.
+        self.budget.close();
     }
 }

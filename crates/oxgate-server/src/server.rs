@@ -15,7 +15,7 @@ use oxgate_proto::Limits;
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::access_log::AccessLog;
 use crate::conn;
@@ -32,6 +32,12 @@ pub struct Settings {
     pub head_timeout: Duration,
     /// Time allowed between two reads of a request body.
     pub body_timeout: Duration,
+    /// Time a response write may make no progress.
+    pub write_timeout: Duration,
+    /// Connections held at once; past it, accepting pauses.
+    pub max_connections: usize,
+    /// Response bytes the app side may queue ahead of the client.
+    pub response_buffer: usize,
     /// Bodies up to this size are read before the app is called.
     pub body_buffer: usize,
     /// Larger request bodies are refused with 413; None = no limit.
@@ -50,6 +56,10 @@ pub struct Shared {
     shutdown: watch::Sender<bool>,
     active: AtomicUsize,
     idle: Notify,
+    /// One permit per connection slot (--worker-connections).
+    slots: Arc<Semaphore>,
+    /// Wakes idle keep-alive connections to close when slots run out.
+    pub(crate) pressure: Notify,
 }
 
 impl Shared {
@@ -58,7 +68,10 @@ impl Shared {
         handler: Arc<dyn Handler>,
         access_log: Option<AccessLog>,
     ) -> Self {
+        let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
         Shared {
+            slots,
+            pressure: Notify::new(),
             settings,
             handler,
             access_log,
@@ -75,6 +88,29 @@ impl Shared {
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Wait for a free connection slot; `None` once stopping.
+    async fn slot(&self, stop: &mut watch::Receiver<bool>) -> Option<OwnedSemaphorePermit> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        log::debug!(
+            "{} connections open (--worker-connections): closing idle ones",
+            self.settings.max_connections
+        );
+        loop {
+            // An idle keep-alive connection is the cheapest to give up: its
+            // client reconnects (RFC 9112 section 9.3.1 lets us close it).
+            // Asked again while full, for connections that went idle since.
+            self.pressure.notify_waiters();
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return None,
+                p = self.slots.clone().acquire_owned() => return p.ok(),
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
     }
 }
 
@@ -347,7 +383,11 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
         None => (String::new(), String::new()),
     };
     let mut stop = shared.shutdown_signal();
+    let write_stall = shared.settings.write_timeout;
     loop {
+        let Some(slot) = shared.slot(&mut stop).await else {
+            return;
+        };
         // Once stopping, accept nothing more: the others take the queue.
         let accepted = tokio::select! {
             biased;
@@ -364,8 +404,8 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
                 });
                 let guard = Active::new(shared.clone());
                 tokio::spawn(async move {
-                    conn::serve(Stream::Tcp(sock), info, guard.0.clone()).await;
-                    drop(guard);
+                    conn::serve(Stream::tcp(sock, write_stall), info, guard.0.clone()).await;
+                    drop((guard, slot));
                 });
             }
             Err(e) => accept_failed(e).await,
@@ -380,7 +420,11 @@ async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
         server_port: String::new(),
     });
     let mut stop = shared.shutdown_signal();
+    let write_stall = shared.settings.write_timeout;
     loop {
+        let Some(slot) = shared.slot(&mut stop).await else {
+            return;
+        };
         // Once stopping, accept nothing more: the others take the queue.
         let accepted = tokio::select! {
             biased;
@@ -392,8 +436,8 @@ async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
                 let guard = Active::new(shared.clone());
                 let info = info.clone();
                 tokio::spawn(async move {
-                    conn::serve(Stream::Unix(sock), info, guard.0.clone()).await;
-                    drop(guard);
+                    conn::serve(Stream::unix(sock, write_stall), info, guard.0.clone()).await;
+                    drop((guard, slot));
                 });
             }
             Err(e) => accept_failed(e).await,

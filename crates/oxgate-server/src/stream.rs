@@ -1,39 +1,80 @@
 //! One accepted connection, TCP or unix, behind a single type; owns the
-//! sendfile(2) path. Knows nothing of HTTP.
+//! sendfile(2) path and the write-stall timeout. Knows nothing of HTTP.
 
 use std::fs::File;
+use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Sleep;
 
-pub enum Stream {
+enum Io {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
+pub struct Stream {
+    io: Io,
+    /// A write that makes no progress for this long fails with TimedOut
+    /// (a client that stopped reading must not hold the connection).
+    write_stall: Duration,
+    /// Armed while a write waits; disarmed by any progress.
+    stall: Option<Pin<Box<Sleep>>>,
+}
+
+/// Unlimited, for streams made without a setting.
+const NO_STALL_LIMIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Stream {
-    async fn writable(&self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.writable().await,
-            Stream::Unix(s) => s.writable().await,
+    pub fn tcp(s: TcpStream, write_stall: Duration) -> Self {
+        Self::new(Io::Tcp(s), write_stall)
+    }
+
+    pub fn unix(s: UnixStream, write_stall: Duration) -> Self {
+        Self::new(Io::Unix(s), write_stall)
+    }
+
+    fn new(io: Io, write_stall: Duration) -> Self {
+        let write_stall = if write_stall.is_zero() {
+            NO_STALL_LIMIT
+        } else {
+            write_stall
+        };
+        Stream {
+            io,
+            write_stall,
+            stall: None,
         }
     }
 
+    async fn writable(&self) -> io::Result<()> {
+        let ready = async {
+            match &self.io {
+                Io::Tcp(s) => s.writable().await,
+                Io::Unix(s) => s.writable().await,
+            }
+        };
+        tokio::time::timeout(self.write_stall, ready)
+            .await
+            .unwrap_or_else(|_| Err(stalled()))
+    }
+
     fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
-        match self {
-            Stream::Tcp(s) => s.try_io(Interest::WRITABLE, f),
-            Stream::Unix(s) => s.try_io(Interest::WRITABLE, f),
+        match &self.io {
+            Io::Tcp(s) => s.try_io(Interest::WRITABLE, f),
+            Io::Unix(s) => s.try_io(Interest::WRITABLE, f),
         }
     }
 
     fn raw_fd(&self) -> i32 {
-        match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
+        match &self.io {
+            Io::Tcp(s) => s.as_raw_fd(),
+            Io::Unix(s) => s.as_raw_fd(),
         }
     }
 
@@ -69,6 +110,43 @@ impl Stream {
         }
         Ok(len - left)
     }
+
+    /// After a write returned Pending: fail once the stall timer fires.
+    fn poll_stall<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let limit = self.write_stall;
+        let timer = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.stall = None;
+                Poll::Ready(Err(stalled()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Run one write-side poll under the stall timer.
+    fn timed<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(&mut Io, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match op(&mut self.io, cx) {
+            Poll::Ready(r) => {
+                self.stall = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.poll_stall(cx),
+        }
+    }
+}
+
+fn stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "client stopped reading (write timeout)",
+    )
 }
 
 impl AsyncRead for Stream {
@@ -77,9 +155,9 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -90,10 +168,10 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        self.get_mut().timed(cx, |io, cx| match io {
+            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        })
     }
 
     fn poll_write_vectored(
@@ -101,10 +179,10 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        self.get_mut().timed(cx, |io, cx| match io {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -112,16 +190,16 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
+        self.get_mut().timed(cx, |io, cx| match io {
+            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Unix(s) => Pin::new(s).poll_flush(cx),
+        })
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        self.get_mut().timed(cx, |io, cx| match io {
+            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        })
     }
 }

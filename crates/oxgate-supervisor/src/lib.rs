@@ -6,6 +6,7 @@ mod fork;
 mod identity;
 mod master;
 mod memory;
+mod rlimit;
 mod scoreboard;
 mod signals;
 pub mod systemd;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use fork::{daemonize, ForkHooks, WorkerHost};
 pub use identity::{lookup_group, lookup_user, Identity};
 pub use master::{run, Exit, STACK_SIGNAL};
+pub use rlimit::raise_open_files;
 pub use scoreboard::{Scoreboard, THREAD_CELLS};
 
 /// Exit code of a worker that could not start serving (sockets, logs).

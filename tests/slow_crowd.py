@@ -1,0 +1,85 @@
+"""A crowd of slow and idle clients, run as its own process so it never competes
+with the measuring test for the GIL.
+
+    python slow_crowd.py PORT SLOWLORIS IDLE
+
+Opens SLOWLORIS connections that send a request head one byte a second (never
+finishing it) and IDLE keep-alive connections that made one request and then
+wait. Prints `ready` once all are open, drips until stdin closes, then prints a
+JSON line: how many of each the server closed meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import selectors
+import socket
+import sys
+
+HEAD = b"GET /slow HTTP/1.1\r\nHost: crowd\r\nX-Drip: "
+REQUEST = b"GET / HTTP/1.1\r\nHost: crowd\r\n\r\n"
+
+
+def open_idle(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(REQUEST)
+    data = b""
+    while not data.endswith(b"ok"):
+        chunk = s.recv(4096)
+        if not chunk:
+            raise ConnectionError("idle client: the server closed before answering")
+        data += chunk
+    s.setblocking(False)
+    return s
+
+
+def open_slow(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(HEAD[:1])
+    s.setblocking(False)
+    return s
+
+
+def main() -> None:
+    port, slow_n, idle_n = (int(a) for a in sys.argv[1:4])
+    slow = [open_slow(port) for _ in range(slow_n)]
+    idle = [open_idle(port) for _ in range(idle_n)]
+    sent = {id(s): 1 for s in slow}
+    closed = {"slowloris": 0, "idle": 0}
+    sel = selectors.DefaultSelector()
+    sel.register(sys.stdin, selectors.EVENT_READ)
+    print("ready", flush=True)
+    slices = 20  # the drip is spread over the second, as independent clients would be
+    tick = 0
+    while True:
+        if sel.select(timeout=1.0 / slices):
+            break  # stdin closed or written: stop
+        for s in list(slow[tick % slices :: slices]):
+            n = sent[id(s)]
+            byte = HEAD[n : n + 1] or b"a"
+            try:
+                s.send(byte)
+                sent[id(s)] = n + 1
+            except OSError:
+                closed["slowloris"] += 1
+                slow.remove(s)
+                s.close()
+        tick += 1
+        for s in list(idle):
+            try:
+                if s.recv(1) == b"":
+                    raise ConnectionError
+            except BlockingIOError:
+                continue
+            except OSError:
+                pass
+            closed["idle"] += 1
+            idle.remove(s)
+            s.close()
+    for s in slow + idle:
+        s.close()
+    print(json.dumps(closed), flush=True)
+
+
+if __name__ == "__main__":
+    main()
