@@ -71,6 +71,11 @@ pub(crate) fn parse(line: &[u8], max_len: usize) -> Result<RequestLine, ProtoErr
 
 /// `HTTP-version = HTTP-name "/" DIGIT "." DIGIT` (RFC 9112 section 2.3);
 /// HTTP-name is case-sensitive.
+///
+/// A higher 1.x minor (HTTP/1.2 .. HTTP/1.9) is served as HTTP/1.1: RFC 9110
+/// section 2.5 says a recipient SHOULD process it as the highest minor
+/// version it implements, and 505 (section 15.6.6) is about the major
+/// version. Any other major version is a 505.
 fn parse_version(v: &[u8]) -> Result<Version, ProtoError> {
     match v {
         b"HTTP/1.1" => Ok(Version::Http11),
@@ -78,7 +83,11 @@ fn parse_version(v: &[u8]) -> Result<Version, ProtoError> {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
-            Err(ProtoError::VersionNotSupported)
+            if *major == b'1' {
+                Ok(Version::Http11)
+            } else {
+                Err(ProtoError::VersionNotSupported)
+            }
         }
         _ => Err(bad("malformed HTTP version")),
     }
