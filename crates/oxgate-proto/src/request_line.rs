@@ -164,8 +164,17 @@ fn parse_absolute(target: &[u8]) -> Result<TargetParts, ProtoError> {
     Ok(TargetParts {
         path,
         query: ascii_string(query)?,
-        host: Some(ascii_string(authority)?),
+        host: Some(ascii_string(without_empty_port(authority))?),
     })
+}
+
+/// A valid authority without an empty port: "host:" is "host" (RFC 9110
+/// section 4.2.3: an empty port means the scheme's default; RFC 3986
+/// section 3.2.3: normalizers omit it). Otherwise the WSGI side would see
+/// an empty SERVER_PORT, which PEP 3333 forbids. Only for an authority that
+/// passed `valid_authority`, where a final ':' can only start the port.
+pub(crate) fn without_empty_port(authority: &[u8]) -> &[u8] {
+    authority.strip_suffix(b":").unwrap_or(authority)
 }
 
 /// Split at the first '?' (RFC 3986 section 3.4); the '?' belongs to neither.
