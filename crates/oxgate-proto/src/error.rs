@@ -13,7 +13,7 @@ pub enum ProtoError {
     HeaderFieldsTooLarge(&'static str),
     /// A Transfer-Encoding we do not implement (501).
     NotImplemented(&'static str),
-    /// An HTTP version other than 1.0 / 1.1 (505).
+    /// An HTTP major version other than 1 (505); a higher 1.x minor is served as 1.1.
     VersionNotSupported,
     /// Body larger than allowed (413).
     PayloadTooLarge,

@@ -5,7 +5,7 @@
 
 use crate::error::ProtoError;
 use crate::head::{BodyFraming, Header, Version};
-use crate::request_line::valid_authority;
+use crate::request_line::{valid_authority, without_empty_port};
 use crate::syntax::{is_token, list_elements, parse_decimal, trim_ows};
 
 /// What the header section decided.
@@ -14,7 +14,7 @@ pub(crate) struct Decisions {
     pub(crate) framing: BodyFraming,
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
-    /// The Host header's value, None when absent or empty.
+    /// The Host header's value (an empty port dropped), None when absent or empty.
     pub(crate) host: Option<String>,
 }
 
@@ -83,6 +83,7 @@ pub(crate) fn decide(version: Version, headers: &[Header]) -> Result<Decisions, 
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
         host: host
+            .map(without_empty_port)
             .filter(|v| !v.is_empty())
             // valid_authority admitted only ASCII, so this never drops a value.
             .and_then(|v| std::str::from_utf8(v).ok())

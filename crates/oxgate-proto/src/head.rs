@@ -102,7 +102,8 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (HTTP/1.1 only).
     pub expect_continue: bool,
-    /// Host from an absolute-form target, else the Host header, if any.
+    /// Host from an absolute-form target, else the Host header, if any;
+    /// an empty port ("host:") is dropped (RFC 9110 section 4.2.3).
     pub host: Option<String>,
 }
 

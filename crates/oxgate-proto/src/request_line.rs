@@ -71,6 +71,11 @@ pub(crate) fn parse(line: &[u8], max_len: usize) -> Result<RequestLine, ProtoErr
 
 /// `HTTP-version = HTTP-name "/" DIGIT "." DIGIT` (RFC 9112 section 2.3);
 /// HTTP-name is case-sensitive.
+///
+/// A higher 1.x minor (HTTP/1.2 .. HTTP/1.9) is served as HTTP/1.1: RFC 9110
+/// section 2.5 says a recipient SHOULD process it as the highest minor
+/// version it implements, and 505 (section 15.6.6) is about the major
+/// version. Any other major version is a 505.
 fn parse_version(v: &[u8]) -> Result<Version, ProtoError> {
     match v {
         b"HTTP/1.1" => Ok(Version::Http11),
@@ -78,7 +83,11 @@ fn parse_version(v: &[u8]) -> Result<Version, ProtoError> {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
-            Err(ProtoError::VersionNotSupported)
+            if *major == b'1' {
+                Ok(Version::Http11)
+            } else {
+                Err(ProtoError::VersionNotSupported)
+            }
         }
         _ => Err(bad("malformed HTTP version")),
     }
@@ -155,8 +164,17 @@ fn parse_absolute(target: &[u8]) -> Result<TargetParts, ProtoError> {
     Ok(TargetParts {
         path,
         query: ascii_string(query)?,
-        host: Some(ascii_string(authority)?),
+        host: Some(ascii_string(without_empty_port(authority))?),
     })
+}
+
+/// A valid authority without an empty port: "host:" is "host" (RFC 9110
+/// section 4.2.3: an empty port means the scheme's default; RFC 3986
+/// section 3.2.3: normalizers omit it). Otherwise the WSGI side would see
+/// an empty SERVER_PORT, which PEP 3333 forbids. Only for an authority that
+/// passed `valid_authority`, where a final ':' can only start the port.
+pub(crate) fn without_empty_port(authority: &[u8]) -> &[u8] {
+    authority.strip_suffix(b":").unwrap_or(authority)
 }
 
 /// Split at the first '?' (RFC 3986 section 3.4); the '?' belongs to neither.

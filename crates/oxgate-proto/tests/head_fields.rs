@@ -156,6 +156,21 @@ fn valid_host_values_are_accepted() {
 }
 
 #[test]
+fn empty_port_is_dropped_from_host() {
+    // RFC 9110 section 4.2.3: an empty port is the default port; keeping the
+    // ':' would hand the app an empty SERVER_PORT (PEP 3333 forbids it).
+    for (raw_host, host) in [("t:", "t"), ("[::1]:", "[::1]"), ("t:80", "t:80")] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {raw_host}\r\n\r\n");
+        let head = parse(raw.as_bytes()).unwrap();
+        assert_eq!(head.host.as_deref(), Some(host), "{raw_host}");
+        assert_eq!(head.header("host"), Some(raw_host.as_bytes()));
+    }
+    let head = parse(b"GET http://a:/p HTTP/1.1\r\nHost: b\r\n\r\n").unwrap();
+    assert_eq!(head.host.as_deref(), Some("a"));
+    assert_eq!(head.target, "http://a:/p");
+}
+
+#[test]
 fn empty_host_header_is_accepted_with_no_host() {
     let head = parse(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").unwrap();
     assert_eq!(head.host, None);

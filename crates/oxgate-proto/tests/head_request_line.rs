@@ -146,10 +146,24 @@ fn lowercase_or_malformed_version_is_400() {
 }
 
 #[test]
-fn unsupported_version_is_505() {
-    for v in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.0", "HTTP/9.9"] {
+fn unsupported_major_version_is_505() {
+    for v in ["HTTP/2.0", "HTTP/0.9", "HTTP/3.0", "HTTP/9.9", "HTTP/2.1"] {
         let raw = format!("GET / {v}\r\nHost: a\r\n\r\n");
         assert_eq!(status(raw.as_bytes()), 505, "{v}");
+    }
+}
+
+#[test]
+fn higher_minor_version_is_served_as_http11() {
+    // RFC 9110 section 2.5: process it as the highest minor we implement,
+    // with 1.1's rules (Host required, persistent by default).
+    for v in ["HTTP/1.2", "HTTP/1.9"] {
+        let raw = format!("GET / {v}\r\nHost: a\r\n\r\n");
+        let head = parse(raw.as_bytes()).unwrap();
+        assert_eq!(head.version, Version::Http11, "{v}");
+        assert!(head.keep_alive, "{v}");
+        let no_host = format!("GET / {v}\r\n\r\n");
+        assert_eq!(status(no_host.as_bytes()), 400, "{v}");
     }
 }
 
