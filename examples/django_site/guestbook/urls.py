@@ -9,4 +9,5 @@ urlpatterns = [
     path("api/entries", views.entries_json, name="entries"),
     path("api/info", views.server_info, name="info"),
     path("api/echo", views.echo_json, name="echo"),
+    path("api/slow", views.slow, name="slow"),
 ]

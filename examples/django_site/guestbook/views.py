@@ -1,5 +1,6 @@
 import json
 import sys
+import time
 
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
@@ -53,3 +54,15 @@ def echo_json(request):
     except ValueError:
         return JsonResponse({"error": "invalid JSON"}, status=400)
     return JsonResponse({"received": payload})
+
+
+@require_GET
+def slow(request):
+    """Stands for a view that waits on a backend (an API, a slow query): sleeps
+    ?ms= milliseconds (at most 1000). Used by the overload tests and bench/."""
+    try:
+        ms = min(max(int(request.GET.get("ms", "50")), 0), 1000)
+    except ValueError:
+        return JsonResponse({"error": "ms must be an integer"}, status=400)
+    time.sleep(ms / 1000)
+    return JsonResponse({"slept_ms": ms})
