@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from processes import reap
 from support import APPS_DIR, EXAMPLES_DIR, OxgateProcess, base_env
 
 # Test modules import facts from the apps (e.g. the list of bad responses).
@@ -64,6 +65,21 @@ def oxgate(events_file: Path):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def master(oxgate):
+    """Like `oxgate`, and leaves no worker behind at teardown."""
+    started: list[OxgateProcess] = []
+
+    def start(*args: str, **kwargs) -> OxgateProcess:
+        server = oxgate(*args, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        reap(server)
 
 
 @pytest.fixture(scope="session")

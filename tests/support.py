@@ -51,15 +51,23 @@ def base_env(extra: dict[str, str] | None = None, pythonpath: bool = True) -> di
     return env
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str | Callable[[], str],
+    log: Callable[[], str] | None = None,
+) -> object:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds,
+    saying `what` (or `what()`) was awaited, and `log()` if given."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            awaited = what() if callable(what) else what
+            extra = f"\n--- log ---\n{log()}" if log is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {awaited}{extra}")
         time.sleep(0.02)
 
 

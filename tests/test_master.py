@@ -23,7 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from processes import KeepAliveClient, _is_oxgate, alive, live_children, parent_of
+from processes import (
+    ClientLoop,
+    alive,
+    booted,
+    live_children,
+    parent_of,
+    poll,
+    reap,
+    wait_ready,
+)
 from support import (
     IO_TIMEOUT,
     IncompleteResponse,
@@ -36,48 +45,11 @@ from support import (
     simple_request,
 )
 
-BOOTING_RE = re.compile(r"Booting worker with pid: (\d+)")
-READY_RE = re.compile(r"Worker ready \(pid: (\d+)\)")
-
 # "within a second or two" for a replacement worker; generous for a loaded CI box
 REPLACE_TIMEOUT = 5.0
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
-def booted(server: OxgateProcess) -> list[int]:
-    """Pids of the `Booting worker` lines, in log order, without repeats."""
-    return list(dict.fromkeys(int(p) for p in BOOTING_RE.findall(server.stderr_text())))
-
-
-def ready(server: OxgateProcess) -> list[int]:
-    """Pids of the `Worker ready` lines, in log order, without repeats."""
-    return list(dict.fromkeys(int(p) for p in READY_RE.findall(server.stderr_text())))
-
-
-def poll(predicate, timeout: float, what, server: OxgateProcess | None = None):
-    """Poll `predicate` until truthy; on timeout fail with `what()` and the server's log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            log = f"\n--- stderr ---\n{server.stderr_text()}" if server is not None else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what()}{log}")
-        time.sleep(0.02)
-
-
-def wait_ready(server: OxgateProcess, n: int, exclude=(), timeout: float = 15.0) -> list[int]:
-    """Wait until `n` workers not in `exclude` logged `Worker ready`; their pids."""
-    exclude = set(exclude)
-
-    def fresh():
-        pids = [p for p in ready(server) if p not in exclude]
-        return pids if len(pids) >= n else None
-
-    return poll(fresh, timeout, lambda: f"{n} 'Worker ready' line(s) beyond {exclude}", server)
 
 
 def wait_dead(pids, timeout: float = 10.0, server: OxgateProcess | None = None) -> None:
@@ -159,105 +131,10 @@ def collect_answers(server: OxgateProcess, path: str, key, want: int, timeout: f
     return seen
 
 
-class ClientLoop:
-    """`clients` threads, each GETting `path` over keep-alive until stopped (or `per_client`)."""
-
-    def __init__(self, port: int, path: str, clients: int = 4, per_client: int | None = None):
-        self.port = port
-        self.path = path
-        self.per_client = per_client
-        self.responses: list[RawResponse] = []
-        self.failures: list[str] = []
-        self.retries = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def start(self) -> ClientLoop:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self.join(timeout)
-
-    def join(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        self._stop.set()
-        assert not any(t.is_alive() for t in self._threads), "client loop did not finish"
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.responses)
-
-    def _run(self) -> None:
-        client = KeepAliveClient(self.port)
-        done = 0
-        deadline = time.monotonic() + 60
-        try:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                if self.per_client is not None and done >= self.per_client:
-                    break
-                done += 1
-                try:
-                    resp = client.get(self.path)
-                except Exception as e:  # every failure is recorded and asserted on
-                    with self._lock:
-                        self.failures.append(f"{time.strftime('%X')} {e!r}")
-                    continue
-                with self._lock:
-                    if resp.status == 200:
-                        self.responses.append(resp)
-                    else:
-                        self.failures.append(f"status {resp.status}: {resp!r}")
-        finally:
-            client.close()
-            with self._lock:
-                self.retries += client.retries
-
-
 # --- fixtures ----------------------------------------------------------------------------
 
 
 _TRACKED: list[OxgateProcess] = []
-
-
-def _reap(server: OxgateProcess) -> None:
-    """Stop a master, then SIGKILL any of its workers that outlived it."""
-    if server.proc is None:
-        return
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait(10)
-    for pid in booted(server):
-        if alive(pid) and _is_oxgate(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    server.stop()
-
-
-@pytest.fixture
-def master(oxgate):
-    """Like `oxgate`, and leaves no worker behind at teardown."""
-    started: list[OxgateProcess] = []
-
-    def start(*args: str, **kwargs) -> OxgateProcess:
-        server = oxgate(*args, **kwargs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        _reap(server)
 
 
 @pytest.fixture
@@ -266,7 +143,7 @@ def tracked():
     started: list[OxgateProcess] = []
     yield started.append
     for server in started:
-        _reap(server)
+        reap(server)
 
 
 def assert_one_error_line(result, code: int, *mentions: str) -> str:
@@ -560,7 +437,7 @@ def test_sigterm_while_workers_are_booting_stops_master_and_workers_promptly(tra
             code = server.proc.wait(5)
         except subprocess.TimeoutExpired:
             code = "hung"
-        _reap(server)
+        reap(server)
         leftover = [p for p in booted(server) if alive(p)]
         outcomes.append((code, leftover))
         if code != 0:

@@ -22,15 +22,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
+import processes
 import pytest
-from processes import KeepAliveClient, _is_oxgate, alive, live_children
+from processes import ClientLoop, alive, live_children, poll
 from support import (
     ERROR_LOG_LINE_RE,
     IO_TIMEOUT,
@@ -62,19 +61,6 @@ def proc_ids(pid: int, field: str) -> list[int]:
         if line.startswith(field + ":"):
             return [int(x) for x in line.split()[1:]]
     raise AssertionError(f"no {field} line for {pid}")
-
-
-def poll(predicate: Callable[[], object], timeout: float, what: Callable[[], str], log=None):
-    """Poll `predicate` until truthy; on timeout fail with `what()` and the server's log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = f"\n--- log ---\n{log()}" if log is not None else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what()}{extra}")
-        time.sleep(0.02)
 
 
 class Server(OxgateProcess):
@@ -178,24 +164,8 @@ class Server(OxgateProcess):
 
 
 def reap(server: OxgateProcess) -> None:
-    """Stop a master (SIGTERM, then SIGKILL), then SIGKILL any worker that outlived it."""
-    if server.proc is None:
-        return
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait(10)
-    workers = server.booted() if isinstance(server, Server) else []
-    for pid in workers:
-        if alive(pid) and _is_oxgate(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    server.stop()
+    """processes.reap, with the workers a Server's log (maybe a file) says it booted."""
+    processes.reap(server, server.booted() if isinstance(server, Server) else [])
 
 
 @pytest.fixture
@@ -256,57 +226,6 @@ def collect(address, path: str, key, want: int, timeout: float = 10.0, family=so
                 k = key(info)
                 seen[k] = seen.get(k, 0) + 1
     return seen
-
-
-class ClientLoop:
-    """`clients` threads, each GETting `path` over keep-alive until stopped."""
-
-    def __init__(self, port: int, path: str, clients: int = 4):
-        self.port = port
-        self.path = path
-        self.responses: list[RawResponse] = []
-        self.failures: list[str] = []
-        self.retries = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def start(self) -> ClientLoop:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        assert not any(t.is_alive() for t in self._threads), "client loop did not finish"
-
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [r.json()["pid"] for r in self.responses]
-
-    def _run(self) -> None:
-        client = KeepAliveClient(self.port)
-        deadline = time.monotonic() + 60
-        try:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                try:
-                    resp = client.get(self.path)
-                except Exception as e:  # every failure is recorded and asserted on
-                    with self._lock:
-                        self.failures.append(f"{time.strftime('%X')} {e!r}")
-                    continue
-                with self._lock:
-                    if resp.status == 200:
-                        self.responses.append(resp)
-                    else:
-                        self.failures.append(f"status {resp.status}: {resp!r}")
-        finally:
-            client.close()
-            with self._lock:
-                self.retries += client.retries
 
 
 def free_port() -> int:

@@ -43,6 +43,38 @@ class ClosingIterable:
         record(f"close:{self.name}")
 
 
+class BodyReader(ClosingIterable):
+    """Reads wsgi.input while iterated (a streaming consumer); yields the byte count.
+
+    A failed read records `read-error:<type>` and propagates, as an app would.
+    """
+
+    def __init__(self, name, stream):
+        super().__init__(name, [])
+        self.stream = stream
+
+    def __next__(self):
+        if self.index:
+            raise StopIteration
+        self.index = 1
+        total = 0
+        try:
+            while piece := self.stream.read(65536):
+                total += len(piece)
+        except Exception as e:
+            record(f"read-error:{type(e).__name__}")
+            raise
+        return b"read %d bytes" % total
+
+
+class CloseRaises(ClosingIterable):
+    """Iterates fine; its close() records, then raises."""
+
+    def close(self):
+        super().close()
+        raise RuntimeError(f"oxgate-test: close failed in {self.name}")
+
+
 class ClosingList(list):
     """A sequence (it has a len(), so a single item can get a Content-Length) with close()."""
 
@@ -215,15 +247,40 @@ def application(environ, start_response):
         start_response("200 OK", TEXT)
         return ClosingIterable(path, [b"partial;", b"never"], raise_at=1)
 
+    if path == "/raise-midway-cl":
+        start_response("200 OK", [*TEXT, ("Content-Length", "100")])
+        return ClosingIterable(path, [b"partial;", b"never"], raise_at=1)
+
     if path == "/raise-midway-http10":
         start_response("200 OK", TEXT)
         return ClosingIterable(path, [b"partial;", b"never"], raise_at=1)
 
     if path == "/endless":
         start_response("200 OK", TEXT)
-        # ~100 s of output: close() within seconds can only come from the disconnect
+        # ~100 s of output (~1.3 GB at ?delay=0): close() within seconds can only come
+        # from the disconnect
         chunk = b"x" * 65536
-        return ClosingIterable(path, [chunk] * 20000, delay=0.005)
+        return ClosingIterable(path, [chunk] * 20000, delay=float(qs.get("delay", "0.005")))
+
+    if path == "/write-endless":
+        # the old write() API; a failed write() raises out of the app
+        write = start_response("200 OK", TEXT)
+        chunk = b"x" * 65536
+        try:
+            for _ in range(20000):
+                write(chunk)
+        except OSError as e:
+            record(f"write-error:{type(e).__name__}")
+            raise
+        return []
+
+    if path == "/read-body":
+        start_response("200 OK", TEXT)
+        return BodyReader(path, environ["wsgi.input"])
+
+    if path == "/close-raises":
+        start_response("200 OK", TEXT)
+        return CloseRaises(path, [b"body;", b"complete"])
 
     if path == "/file":
         f = TrackedFile(io.FileIO(qs["path"], "rb"))
@@ -265,6 +322,10 @@ def application(environ, start_response):
     if path == "/none":
         start_response("200 OK", TEXT)
         return None
+
+    if path == "/int":
+        start_response("200 OK", TEXT)
+        return 42
 
     if path == "/empty-generator":
         start_response("200 OK", TEXT)

@@ -15,6 +15,8 @@ struct State {
     /// Bytes received but not yet handed to the app.
     pending: BytesMut,
     eof: bool,
+    /// The client closed the connection before the body ended.
+    gone: bool,
 }
 
 #[pyclass(module = "oxgate", name = "Input", frozen)]
@@ -31,8 +33,21 @@ impl WsgiInput {
             RequestBody::Stream(_) => (BytesMut::new(), false),
         };
         WsgiInput {
-            state: Mutex::new(Some(State { body, pending, eof })),
+            state: Mutex::new(Some(State {
+                body,
+                pending,
+                eof,
+                gone: false,
+            })),
         }
+    }
+
+    /// A read found the client gone before the body ended: whatever the
+    /// app raised next is that disconnect, not a fault of the app.
+    pub fn client_gone(&self) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|s| s.as_ref().is_some_and(|s| s.gone))
     }
 
     fn with_state<R>(
@@ -80,6 +95,7 @@ impl State {
             }
             Err(e) => {
                 self.eof = true;
+                self.gone = e == BodyError::Disconnected;
                 Err(PyOSError::new_err(e.to_string()))
             }
         }

@@ -48,9 +48,11 @@ pub fn handle<'py>(
     } = req;
     let core = Core::new(responder);
     let mut kept = None;
+    let mut input = None;
     let outcome = (|| -> PyResult<Outcome> {
-        let input = Py::new(py, WsgiInput::new(body))?;
-        let environ = build_environ(py, ctx, &head, &conn, input)?;
+        let wsgi_input = Py::new(py, WsgiInput::new(body))?;
+        input = Some(wsgi_input.clone_ref(py));
+        let environ = build_environ(py, ctx, &head, &conn, wsgi_input)?;
         kept = Some(environ.clone());
         let start = Py::new(py, StartResponse { core: core.clone() })?;
         let result = app.bind(py).call1((environ, start))?;
@@ -74,6 +76,17 @@ pub fn handle<'py>(
         Outcome::Disconnected => {
             log::debug!("client went away during {} {}", head.method, head.path);
         }
+        Outcome::Failed(e) if client_left(input.as_ref(), &core) => {
+            // The app raised because the client left (wsgi.input or write()
+            // found it gone): not an app fault, and one line is enough.
+            log::debug!(
+                "client went away during {} {} (the app got: {})",
+                head.method,
+                head.path,
+                e
+            );
+            lock(&core).abandon();
+        }
         Outcome::Failed(e) => {
             log::error!(
                 "Error handling request {} {}\n{}",
@@ -94,6 +107,12 @@ pub fn handle<'py>(
         environ: kept,
         status,
     }
+}
+
+/// A read of wsgi.input or a write() found the connection closed by the
+/// client, so whatever the app raised next is that disconnect.
+fn client_left(input: Option<&Py<WsgiInput>>, core: &SharedCore) -> bool {
+    input.is_some_and(|i| i.get().client_gone()) || lock(core).client_gone()
 }
 
 fn drive(py: Python<'_>, core: &SharedCore, result: &Bound<'_, PyAny>) -> Outcome {

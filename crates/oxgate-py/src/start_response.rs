@@ -77,6 +77,12 @@ impl Core {
         self.responder = None;
     }
 
+    /// A send found the client gone (before `abandon`, only a disconnect
+    /// drops the responder).
+    pub fn client_gone(&self) -> bool {
+        self.responder.is_none()
+    }
+
     /// Give up the response: dropping the sender without `End` tells the
     /// I/O side to answer 500 or cut the connection.
     pub fn abandon(&mut self) {
