@@ -315,3 +315,16 @@ def test_bad_timeout_and_cap_values_are_usage_errors(flag, value):
     result = run_oxgate([flag, value, APP])
     assert result.returncode == 2
     assert flag in result.stderr
+
+
+def test_a_stalled_streamed_body_gets_408_while_the_app_reads_and_no_error(oxgate, events_file):
+    """A body larger than --request-buffer streams into the running app; when it
+    stalls, the client gets 408 and the app's failed read is not logged as its fault."""
+    server = oxgate(APP, "--body-timeout", "1", "--request-buffer", "1024")
+    with server.connect() as conn:
+        conn.send(simple_request("POST", "/upload", [("Content-Length", "100000")]) + b"u" * 5000)
+        data = conn.wait_closed(timeout=6)
+    assert data.startswith(b"HTTP/1.1 408 "), data
+    assert not [e for e in read_events(events_file) if e.startswith("upload:")]
+    assert latencies(server, 1)
+    assert "[ERROR]" not in server.stderr_text(), server.stderr_text()

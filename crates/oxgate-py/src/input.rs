@@ -42,8 +42,9 @@ impl WsgiInput {
         }
     }
 
-    /// A read found the client gone before the body ended: whatever the
-    /// app raised next is that disconnect, not a fault of the app.
+    /// A read found the client gone (or stalled past --body-timeout) before
+    /// the body ended: whatever the app raised next is that disconnect, not
+    /// a fault of the app.
     pub fn client_gone(&self) -> bool {
         self.state
             .lock()
@@ -95,7 +96,9 @@ impl State {
             }
             Err(e) => {
                 self.eof = true;
-                self.gone = e == BodyError::Disconnected;
+                // A stalled body (--body-timeout) was already answered 408
+                // by the I/O side: the client is as good as gone.
+                self.gone = matches!(e, BodyError::Disconnected | BodyError::TimedOut);
                 Err(PyOSError::new_err(e.to_string()))
             }
         }
