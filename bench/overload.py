@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def children(pid: int) -> list[int]:
 
 async def one(port: int, path: str, results: list) -> None:
     t0 = time.perf_counter()
+    writer = None
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
@@ -75,7 +77,10 @@ async def drive(port: int, rate: float, seconds: float, path: str, worker: int) 
             rss.append(rss_kib(worker))
             next_rss += 1.0
         await asyncio.sleep(0.001)
-    await asyncio.gather(*tasks)
+    done, stuck = await asyncio.wait(tasks, timeout=30)
+    for t in stuck:
+        t.cancel()
+    results.extend((-3, 30.0) for _ in stuck)
     rss.append(rss_kib(worker))
     return results, rss
 
@@ -109,8 +114,6 @@ def main() -> None:
         str(args.threads),
         "--chdir",
         str(site),
-        "--log-level",
-        "warning",
         "--backlog",
         "4096",
     ]
@@ -126,6 +129,8 @@ def main() -> None:
             if m := re.search(r"Listening at: http://127.0.0.1:(\d+)", line):
                 port = int(m.group(1))
                 break
+        # Keep draining the log, or a full pipe would stall the server.
+        threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
         time.sleep(1.0)  # the worker boots
         (worker,) = children(server.pid)
         sustainable = args.threads * 1000 / args.view_ms

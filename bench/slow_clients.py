@@ -16,6 +16,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def to_ms(value: str) -> float:
 
 def wrk(port: int, seconds: float) -> dict[str, float]:
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", "-c1", f"-d{seconds}s", "--latency",
+        ["taskset", "-c", "1", "wrk", "-t1", "-c1", f"-d{seconds:g}s", "--latency",
          f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
@@ -71,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     cmd = [sys.executable, "-m", "oxgate", "--bind", "127.0.0.1:0", "--threads", "1",
            "--worker-connections", str(3 * args.crowd), "--header-timeout", "600",
-           "--keep-alive", "600", "--log-level", "warning", "slow_clients_app"]  # fmt: skip
+           "--keep-alive", "600", "slow_clients_app"]  # fmt: skip
     server = subprocess.Popen(
         ["taskset", "-c", "0", *cmd], cwd=APPS, stderr=subprocess.PIPE, text=True
     )
@@ -81,6 +82,8 @@ def main() -> None:
             if m := re.search(r"Listening at: http://127.0.0.1:(\d+)", line):
                 port = int(m.group(1))
                 break
+        # Keep draining the log, or a full pipe would stall the server.
+        threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
         worker = worker_of(server.pid)
         wrk(port, 1)  # warm-up
         quiet, loaded = [], []

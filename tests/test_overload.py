@@ -75,6 +75,10 @@ def test_a_burst_past_the_queue_gets_fast_503s_and_flat_memory(oxgate, django_si
     # Memory is flat from burst to burst (a leak per refused request would show).
     assert rss[2] - rss[0] < 4 * 1024, rss
     print(f"\nRSS after each burst: {rss} KiB; served {len(served)}, refused {len(refused)}")
+    # One summary line a second, not one per refusal.
+    server.wait_for_stderr(r"request queue full \(--request-queue 8\): \d+ request\(s\) refused")
+    reports = [ln for ln in server.stderr_text().splitlines() if "request queue full" in ln]
+    assert len(reports) < 3 * 5, reports
     with server.connect() as conn:
         for _ in range(20):
             assert conn.request(simple_request("GET", "/api/slow?ms=0")).status == 200

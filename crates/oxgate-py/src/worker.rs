@@ -235,6 +235,7 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         write_timeout: Duration::from_secs(cfg.write_timeout),
         max_connections: cfg.worker_connections,
         response_buffer: cfg.response_buffer,
+        queue_size: queue,
         body_buffer: cfg.request_buffer,
         max_body: (cfg.limit_request_body > 0).then_some(cfg.limit_request_body),
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout),

@@ -2,6 +2,7 @@
 //! request to the app side, write what comes back, then keep-alive or close
 //! (RFC 9112 section 9). Protocol decisions come from oxgate-proto.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,11 +64,9 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
             responder,
         };
         if shared.handler.call(req).is_err() {
-            log::warn!(
-                "request queue full: 503 for {} {}",
-                head.method,
-                head.target
-            );
+            // Counted, and logged once a second by the worker: a line per
+            // refusal would be a log storm exactly when the worker is busiest.
+            shared.refused.fetch_add(1, Ordering::Relaxed);
             let mut out = Vec::new();
             simple_response(
                 &mut out,

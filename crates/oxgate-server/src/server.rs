@@ -6,7 +6,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +38,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// Response bytes the app side may queue ahead of the client.
     pub response_buffer: usize,
+    /// Requests that may wait for an app thread (for messages only; the
+    /// handler enforces it).
+    pub queue_size: usize,
     /// Bodies up to this size are read before the app is called.
     pub body_buffer: usize,
     /// Larger request bodies are refused with 413; None = no limit.
@@ -60,6 +63,8 @@ pub struct Shared {
     slots: Arc<Semaphore>,
     /// Wakes idle keep-alive connections to close when slots run out.
     pub(crate) pressure: Notify,
+    /// Requests refused with 503 since the last report.
+    pub(crate) refused: AtomicU64,
 }
 
 impl Shared {
@@ -72,6 +77,7 @@ impl Shared {
         Shared {
             slots,
             pressure: Notify::new(),
+            refused: AtomicU64::new(0),
             settings,
             handler,
             access_log,
@@ -88,6 +94,17 @@ impl Shared {
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    fn report_refused(&self) {
+        let n = self.refused.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            log::warn!(
+                "request queue full (--request-queue {}): {n} request(s) refused with 503 \
+                 in the last second",
+                self.settings.queue_size
+            );
+        }
     }
 
     /// Wait for a free connection slot; `None` once stopping.
@@ -314,10 +331,13 @@ pub fn run(
         tokio::spawn(async move {
             // Well under any --timeout a user can set (1 s at least).
             let mut every = tokio::time::interval(Duration::from_millis(200));
-            loop {
+            for n in 0u64.. {
                 every.tick().await;
                 if let Some(tick) = &beat.tick {
                     tick();
+                }
+                if n % 5 == 0 {
+                    beat.report_refused();
                 }
             }
         });
