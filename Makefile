@@ -11,7 +11,7 @@ CARGO ?= cargo
 PY_VERSIONS ?= 3.9 3.11 3.13
 PYTEST_ARGS ?= -q
 # Seconds each fuzz target runs in `make fuzz-smoke` (4 targets) and `make fuzz`.
-FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_SECONDS ?= 600
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 DIST := dist
@@ -65,7 +65,7 @@ test-py: ## end-to-end pytest on Python 3.9, 3.11 and 3.13 (needs `make build` f
 
 # fuzz/ is its own cargo workspace; fuzz/run installs cargo-fuzz if missing and needs
 # only the stable toolchain. See docs/fuzzing.md for the long run.
-fuzz-smoke: ## build the cargo-fuzz targets and run each for FUZZ_SMOKE_SECONDS (15)
+fuzz-smoke: ## build the cargo-fuzz targets and run each for FUZZ_SMOKE_SECONDS (10)
 	bash fuzz/run $(FUZZ_SMOKE_SECONDS)
 
 fuzz: ## run each fuzz target for FUZZ_SECONDS (600), at nice 19
