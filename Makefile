@@ -10,12 +10,15 @@ CARGO ?= cargo
 # The interpreters the end-to-end suite runs on: the oldest supported, 3.11 and the newest.
 PY_VERSIONS ?= 3.9 3.11 3.13
 PYTEST_ARGS ?= -q
+# Seconds each fuzz target runs in `make fuzz-smoke` (4 targets) and `make fuzz`.
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SECONDS ?= 600
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 DIST := dist
 SERVE_VENV := .venv
 SERVE_BIND ?= 127.0.0.1:8000
 
-.PHONY: help build lint test-rust test-py test serve-example clean
+.PHONY: help build lint test-rust test-py test fuzz-smoke fuzz serve-example clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,9 +28,11 @@ build: ## build the abi3 wheel into dist/ (one wheel for every Python >= 3.9)
 	$(MATURIN) build --release -o $(DIST)
 	@ls -1 $(DIST)/oxgate-*abi3*.whl
 
-lint: ## cargo fmt --check, cargo clippy -D warnings, ruff check, ruff format --check
+lint: ## cargo fmt --check, cargo clippy -D warnings (both also in fuzz/), ruff check, ruff format --check
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 	$(RUFF) check .
 	$(RUFF) format --check .
 
@@ -58,7 +63,15 @@ test-py: ## end-to-end pytest on Python 3.9, 3.11 and 3.13 (needs `make build` f
 	if [ "$$ran" -eq 0 ]; then echo "no Python of $(PY_VERSIONS) found: nothing was tested" >&2; exit 1; fi; \
 	if [ -n "$$failed" ]; then echo "end-to-end tests failed on Python$$failed" >&2; exit 1; fi
 
-test: lint test-rust build test-py ## everything CI runs: lint, Rust tests, build, end-to-end tests
+# fuzz/ is its own cargo workspace; fuzz/run installs cargo-fuzz if missing and needs
+# only the stable toolchain. See docs/fuzzing.md for the long run.
+fuzz-smoke: ## build the cargo-fuzz targets and run each for FUZZ_SMOKE_SECONDS (10)
+	bash fuzz/run $(FUZZ_SMOKE_SECONDS)
+
+fuzz: ## run each fuzz target for FUZZ_SECONDS (600), at nice 19
+	nice -n 19 bash fuzz/run $(FUZZ_SECONDS)
+
+test: lint test-rust fuzz-smoke build test-py ## everything CI runs: lint, Rust tests, fuzz smoke, build, end-to-end tests
 
 serve-example: build ## build, install into .venv, migrate examples/django_site and serve it on :8000
 	@set -euo pipefail; \
@@ -74,3 +87,4 @@ serve-example: build ## build, install into .venv, migrate examples/django_site 
 
 clean: ## remove build output and the test virtualenvs
 	rm -rf $(DIST) target .venv .venv-3.* .pytest_cache .ruff_cache
+	rm -rf fuzz/target fuzz/seeds fuzz/logs

@@ -155,16 +155,14 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
         return Ok(Parsed::Partial);
     };
     let rest = buf.get(start..).unwrap_or_default();
-    let line = match take_line(rest, lim.max_request_line, ProtoError::UriTooLong)? {
+    let line = match take_line(
+        rest,
+        lim.max_request_line,
+        ProtoError::UriTooLong,
+        check_partial_request_line,
+    )? {
         Line::Complete(line) => line,
-        Line::Partial(prefix) => {
-            // Refuse early what can never become a valid request line, so a
-            // client cannot make us wait for the rest of garbage.
-            if !prefix.iter().all(|&b| (0x20..=0x7e).contains(&b)) {
-                return Err(bad("control or non-ASCII byte in request line"));
-            }
-            return Ok(Parsed::Partial);
-        }
+        Line::Partial => return Ok(Parsed::Partial),
     };
     let request_line = request_line::parse(line, lim.max_request_line)?;
     let mut pos = start + line.len() + 2;
@@ -191,15 +189,13 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
         }
         let too_long = ProtoError::HeaderFieldsTooLarge("header field line too long");
         // gunicorn counts a field line with its CRLF against the limit.
-        match take_line(rest, lim.max_header_size.saturating_sub(2), too_long)? {
+        let max = lim.max_header_size.saturating_sub(2);
+        match take_line(rest, max, too_long, check_partial_field)? {
             Line::Complete(line) => {
                 headers.push(parse_field(line)?);
                 pos += line.len() + 2;
             }
-            Line::Partial(prefix) => {
-                check_partial_field(prefix)?;
-                return Ok(Parsed::Partial);
-            }
+            Line::Partial => return Ok(Parsed::Partial),
         }
     }
 
@@ -248,35 +244,57 @@ fn skip_empty_lines(buf: &[u8], max: usize) -> Result<Option<usize>, ProtoError>
 enum Line<'a> {
     /// The line's content, CRLF excluded.
     Complete(&'a [u8]),
-    /// No LF yet: the bytes so far, without a trailing CR that may be the
-    /// start of the CRLF.
-    Partial(&'a [u8]),
+    /// No LF yet, and nothing wrong so far.
+    Partial,
 }
 
 /// The next CRLF-terminated line of `rest`, refused with `too_long` as soon as
 /// its content must exceed `max` bytes, complete or not. Only a window of
 /// `max + 2` bytes is searched, so an endless line costs O(limit) per call.
-fn take_line(rest: &[u8], max: usize, too_long: ProtoError) -> Result<Line<'_>, ProtoError> {
+///
+/// `check_partial` judges an unfinished line: it refuses early what can
+/// never become valid, so a client cannot make us wait for the rest of
+/// garbage. It also judges the first `max` bytes of an over-long line before
+/// `too_long` is returned: the error is then the one the first offending
+/// byte causes, the same whether the line arrives at once or byte by byte.
+fn take_line(
+    rest: &[u8],
+    max: usize,
+    too_long: ProtoError,
+    check_partial: fn(&[u8]) -> Result<(), ProtoError>,
+) -> Result<Line<'_>, ProtoError> {
     let window = &rest[..rest.len().min(max.saturating_add(2))];
-    match memchr(b'\n', window) {
+    let content = match memchr(b'\n', window) {
         Some(lf) => match window[..lf].split_last() {
-            Some((b'\r', content)) if content.len() > max => Err(too_long),
-            Some((b'\r', content)) => Ok(Line::Complete(content)),
+            Some((b'\r', content)) if content.len() <= max => return Ok(Line::Complete(content)),
+            Some((b'\r', content)) => content,
             // RFC 9112 section 2.2 allows a lone LF as terminator, but a
             // proxy that does not would see a different message: refuse.
-            _ => Err(bad("bare LF line ending")),
+            // A line already over the limit before its LF is too long first.
+            _ if lf <= max => return Err(bad("bare LF line ending")),
+            _ => &window[..lf],
         },
-        None => {
-            let content = match window.split_last() {
-                Some((b'\r', content)) => content,
-                _ => window,
-            };
-            if content.len() > max {
-                Err(too_long)
-            } else {
-                Ok(Line::Partial(content))
-            }
-        }
+        None => match window.split_last() {
+            // A trailing CR may be the start of the CRLF.
+            Some((b'\r', content)) => content,
+            _ => window,
+        },
+    };
+    check_partial(&content[..content.len().min(max)])?;
+    if content.len() > max {
+        Err(too_long)
+    } else {
+        Ok(Line::Partial)
+    }
+}
+
+/// What is already wrong in an unfinished request line: method, target and
+/// version are all printable ASCII.
+fn check_partial_request_line(prefix: &[u8]) -> Result<(), ProtoError> {
+    if prefix.iter().all(|&b| (0x20..=0x7e).contains(&b)) {
+        Ok(())
+    } else {
+        Err(bad("control or non-ASCII byte in request line"))
     }
 }
 

@@ -27,7 +27,9 @@ const fn bad(why: &'static str) -> ProtoError {
 /// Parse `line` (the request line without its CRLF).
 ///
 /// The order of checks is deliberate: length first (414 is what gunicorn
-/// answers for an over-long line, whatever is in it), then bytes, then the
+/// answers for an over-long line; `parse_head` only lets a bad byte within
+/// the limit win, so that every split of the stream gets the same status),
+/// then bytes, then the
 /// version (so the HTTP/2 preface `PRI * HTTP/2.0` is a 505, not a 400 for
 /// its asterisk-form), then method and target.
 pub(crate) fn parse(line: &[u8], max_len: usize) -> Result<RequestLine, ProtoError> {

@@ -137,3 +137,52 @@ fn no_prefix_of_an_invalid_head_is_accepted_and_errors_do_not_change_status() {
         }
     }
 }
+
+/// The status every prefix of `raw` that is refused gets; panics if two
+/// prefixes (or the whole) disagree, or if a prefix is accepted.
+fn same_status_in_every_split(raw: &[u8], limits: &Limits) -> u16 {
+    let full = parse_head(raw, limits).unwrap_err().status();
+    for end in 0..raw.len() {
+        match parse_head(&raw[..end], limits) {
+            Ok(Parsed::Partial) => {}
+            other => assert!(
+                matches!(&other, Err(e) if e.status() == full),
+                "prefix of {end} bytes: {other:?}, whole: {full}"
+            ),
+        }
+    }
+    full
+}
+
+// Found by the `head` fuzz target: a field line that is both over-long and
+// malformed early got 400 byte by byte but 431 all at once.
+#[test]
+fn over_long_field_with_a_bad_name_byte_gets_400_in_every_split() {
+    let lim = Limits {
+        max_request_line: 24,
+        max_headers: 3,
+        max_header_size: 20,
+    };
+    let mut raw = b"POST /form HTTP/1.1\r\nHost: t\r\nC".to_vec();
+    raw.extend_from_slice(&[0; 40]);
+    raw.extend_from_slice(b"ontent-Type: a\r\n\r\n");
+    assert_eq!(same_status_in_every_split(&raw, &lim), 400);
+}
+
+#[test]
+fn over_long_request_line_with_a_control_byte_early_gets_400_in_every_split() {
+    let mut raw = b"GET /\x01".to_vec();
+    raw.extend_from_slice(&[b'a'; 5000]);
+    raw.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(same_status_in_every_split(&raw, &Limits::default()), 400);
+}
+
+#[test]
+fn over_long_field_ended_by_a_bare_lf_gets_431_in_every_split() {
+    // 8189 bytes then LF: one past the 8188 a field may hold, LF still inside
+    // the window take_line searches.
+    let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+    raw.extend_from_slice(&[b'v'; 8186]);
+    raw.extend_from_slice(b"\n\r\n");
+    assert_eq!(same_status_in_every_split(&raw, &Limits::default()), 431);
+}
