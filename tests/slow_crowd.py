@@ -12,6 +12,7 @@ JSON line: how many of each the server closed meanwhile.
 from __future__ import annotations
 
 import json
+import resource
 import selectors
 import socket
 import sys
@@ -42,6 +43,13 @@ def open_slow(port: int) -> socket.socket:
 
 def main() -> None:
     port, slow_n, idle_n = (int(a) for a in sys.argv[1:4])
+    # Each connection is a descriptor; the usual soft limit (1024) is too low.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = slow_n + idle_n + 64
+    if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            sys.exit(f"slow_crowd: needs {need} open files, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
     slow = [open_slow(port) for _ in range(slow_n)]
     idle = [open_idle(port) for _ in range(idle_n)]
     sent = {id(s): 1 for s in slow}

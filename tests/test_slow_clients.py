@@ -81,12 +81,16 @@ class Crowd:
             [sys.executable, str(TESTS_DIR / "slow_crowd.py"), str(port), str(slow), str(idle)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
 
     def __enter__(self) -> Crowd:
         line = self.proc.stdout.readline()
-        assert line.strip() == "ready", f"the crowd did not connect: {line!r}"
+        if line.strip() != "ready":
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+            raise AssertionError(f"the crowd did not connect: {err.strip()}")
         return self
 
     def stop(self) -> dict:
