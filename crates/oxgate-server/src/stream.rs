@@ -23,7 +23,9 @@ pub struct Stream {
     /// A write that makes no progress for this long fails with TimedOut
     /// (a client that stopped reading must not hold the connection).
     write_stall: Duration,
-    /// Armed while a write waits; disarmed by any progress.
+    /// Armed while a write waits; disarmed by any progress. Sound because
+    /// no write is ever cancelled midway (conn.rs writes outside `select!`),
+    /// so an armed timer always belongs to the write now waiting.
     stall: Option<Pin<Box<Sleep>>>,
 }
 
