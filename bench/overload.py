@@ -13,37 +13,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from pinned import Oxgate, rss_kib
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                out.append(int(p.name))
-    return out
 
 
 async def one(port: int, path: str, results: list) -> None:
@@ -104,43 +84,19 @@ def main() -> None:
     shutil.copytree(REPO / "examples" / "django_site", site)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=site, env=env, check=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "oxgate",
-        "--bind",
-        "127.0.0.1:0",
-        "--threads",
-        str(args.threads),
-        "--chdir",
-        str(site),
-        "--backlog",
-        "4096",
-    ]
+    oxgate_args = ["--threads", str(args.threads), "--chdir", str(site), "--backlog", "4096"]
     if args.queue:
-        cmd += ["--request-queue", str(args.queue)]
-    cmd.append("mysite.wsgi")
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", *cmd], stderr=subprocess.PIPE, text=True, env=env
-    )
+        oxgate_args += ["--request-queue", str(args.queue)]
+    oxgate_args.append("mysite.wsgi")
     try:
-        port = 0
-        for line in server.stderr:
-            if m := re.search(r"Listening at: http://127.0.0.1:(\d+)", line):
-                port = int(m.group(1))
-                break
-        # Keep draining the log, or a full pipe would stall the server.
-        threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
-        time.sleep(1.0)  # the worker boots
-        (worker,) = children(server.pid)
+        server = Oxgate(oxgate_args, env=env)
         sustainable = args.threads * 1000 / args.view_ms
         rate = sustainable * args.factor
         path = f"/api/slow?ms={args.view_ms}"
         os.sched_setaffinity(0, {1})
-        results, rss = asyncio.run(drive(port, rate, args.seconds, path, worker))
+        with server:
+            results, rss = asyncio.run(drive(server.port, rate, args.seconds, path, server.worker))
     finally:
-        server.terminate()
-        server.wait(30)
         shutil.rmtree(site.parent, ignore_errors=True)
     ok = [t for s, t in results if s == 200]
     refused = [t for s, t in results if s == 503]

@@ -16,33 +16,14 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from pinned import Oxgate, rss_kib
 
 REPO = Path(__file__).resolve().parent.parent
 APPS = REPO / "tests" / "apps"
 CROWD = REPO / "tests" / "slow_crowd.py"
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def worker_of(master: int) -> int:
-    for _ in range(100):
-        for p in Path("/proc").iterdir():
-            if p.name.isdigit():
-                try:
-                    if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
-                        return int(p.name)
-                except OSError:
-                    continue
-        time.sleep(0.1)
-    raise SystemExit("no worker")
 
 
 def to_ms(value: str) -> float:
@@ -70,21 +51,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    cmd = [sys.executable, "-m", "oxgate", "--bind", "127.0.0.1:0", "--threads", "1",
-           "--worker-connections", str(3 * args.crowd), "--header-timeout", "600",
-           "--keep-alive", "600", "slow_clients_app"]  # fmt: skip
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", *cmd], cwd=APPS, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        port = 0
-        for line in server.stderr:
-            if m := re.search(r"Listening at: http://127.0.0.1:(\d+)", line):
-                port = int(m.group(1))
-                break
-        # Keep draining the log, or a full pipe would stall the server.
-        threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
-        worker = worker_of(server.pid)
+    args_ = ["--threads", "1", "--worker-connections", str(3 * args.crowd),
+             "--header-timeout", "600", "--keep-alive", "600", "slow_clients_app"]  # fmt: skip
+    with Oxgate(args_, cwd=APPS) as server:
+        port, worker = server.port, server.worker
         wrk(port, 1)  # warm-up
         quiet, loaded = [], []
         for _ in range(args.runs):
@@ -101,9 +71,6 @@ def main() -> None:
         for _ in range(args.runs):
             loaded.append(wrk(port, args.seconds))
         out, _ = crowd.communicate("stop\n", timeout=60)
-    finally:
-        server.terminate()
-        server.wait(30)
     med = {k: statistics.median(r[k] for r in quiet) for k in ("p50", "p99", "rps")}
     medl = {k: statistics.median(r[k] for r in loaded) for k in ("p50", "p99", "rps")}
     print(f"crowd: {args.crowd} slowloris + {args.crowd} idle; closed by the server: {out.strip()}")

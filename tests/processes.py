@@ -85,6 +85,19 @@ def live_children(pid: int) -> list[int]:
     return sorted(kids)
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of `pid` in KiB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors `pid` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def _is_oxgate(pid: int) -> bool:
     try:
         return b"oxgate" in Path(f"/proc/{pid}/cmdline").read_bytes()

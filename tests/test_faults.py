@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from processes import ClientLoop, poll, wait_ready
+from processes import ClientLoop, open_fds, poll, rss_kib, wait_ready
 from support import (
     ERROR_LOG_LINE_RE,
     IO_TIMEOUT,
@@ -168,17 +168,6 @@ def _rounds(server: OxgateProcess, rounds: int, size: int) -> None:
             keep.close()
 
 
-def _fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 def _wait_cuts_handled(events_file: Path, rounds: int) -> None:
     """Every cut request reached the app and had its close() called."""
     want = rounds * DISCONNECTS // 2
@@ -213,7 +202,7 @@ def test_100k_requests_with_10_percent_disconnects_leak_no_fds_and_no_memory(mas
 
     _rounds(server, WARMUP_ROUNDS, size)
     _wait_cuts_handled(events_file, WARMUP_ROUNDS)
-    fds_before, rss_before = _fds(worker), _rss_kib(worker)
+    fds_before, rss_before = open_fds(worker), rss_kib(worker)
 
     started = time.monotonic()
     _rounds(server, ROUNDS, size)
@@ -221,12 +210,12 @@ def test_100k_requests_with_10_percent_disconnects_leak_no_fds_and_no_memory(mas
     _wait_cuts_handled(events_file, WARMUP_ROUNDS + ROUNDS)
     # the last connections may still be closing on the server side
     fds_after = poll(
-        lambda: (n := _fds(worker)) <= fds_before + FD_SLACK and n,
+        lambda: (n := open_fds(worker)) <= fds_before + FD_SLACK and n,
         10,
-        lambda: f"worker fds back near {fds_before} (now {_fds(worker)})",
+        lambda: f"worker fds back near {fds_before} (now {open_fds(worker)})",
         server,
     )
-    rss_after = _rss_kib(worker)
+    rss_after = rss_kib(worker)
     print(
         f"\n{ROUND * ROUNDS} requests in {took:.1f}s after {ROUND * WARMUP_ROUNDS} warm-up; "
         f"fds {fds_before} -> {fds_after}; RSS {rss_before} -> {rss_after} KiB"

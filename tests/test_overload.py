@@ -7,20 +7,12 @@ from __future__ import annotations
 import select
 import socket
 import time
-from pathlib import Path
 
-from processes import live_children
+from processes import live_children, rss_kib
 from support import RawConnection, simple_request, wait_until
 
 BURST = 200
 VIEW_MS = 50
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def burst(port: int, n: int) -> list[tuple[int, float, str | None]]:

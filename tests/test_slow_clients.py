@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from processes import live_children
+from processes import live_children, open_fds, rss_kib
 from support import (
     TESTS_DIR,
     read_events,
@@ -30,17 +30,6 @@ CROWD = 1000
 def worker_of(server) -> int:
     (pid,) = wait_until(lambda: live_children(server.pid), 10, "the worker")
     return pid
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def open_fds(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
 def tcp_peer_open(client_port: int) -> bool:
