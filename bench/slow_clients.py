@@ -50,6 +50,9 @@ def main() -> None:
     ap.add_argument("--crowd", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--slices", type=int, default=100, help="the drip spread over the second in N bursts"
+    )
     args = ap.parse_args()
     args_ = ["--threads", "1", "--worker-connections", str(3 * args.crowd),
              "--header-timeout", "600", "--keep-alive", "600", "slow_clients_app"]  # fmt: skip
@@ -62,7 +65,7 @@ def main() -> None:
         rss_before = rss_kib(worker)
         crowd = subprocess.Popen(
             ["taskset", "-c", "1", sys.executable, str(CROWD), str(port), str(args.crowd),
-             str(args.crowd)],
+             str(args.crowd), str(args.slices)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert crowd.stdout.readline().strip() == "ready"
@@ -73,7 +76,10 @@ def main() -> None:
         out, _ = crowd.communicate("stop\n", timeout=60)
     med = {k: statistics.median(r[k] for r in quiet) for k in ("p50", "p99", "rps")}
     medl = {k: statistics.median(r[k] for r in loaded) for k in ("p50", "p99", "rps")}
-    print(f"crowd: {args.crowd} slowloris + {args.crowd} idle; closed by the server: {out.strip()}")
+    print(
+        f"crowd: {args.crowd} slowloris (in {args.slices} bursts a second) + {args.crowd} idle;"
+        f" closed by the server: {out.strip()}"
+    )
     print(f"quiet : p50 {med['p50']:.3f} ms  p99 {med['p99']:.3f} ms  {med['rps']:.0f} req/s")
     print(f"crowd : p50 {medl['p50']:.3f} ms  p99 {medl['p99']:.3f} ms  {medl['rps']:.0f} req/s")
     print(f"p99 ratio crowd/quiet: {medl['p99'] / med['p99']:.2f} (medians of {args.runs} runs)")

@@ -1,7 +1,7 @@
 """A crowd of slow and idle clients, run as its own process so it never competes
 with the measuring test for the GIL.
 
-    python slow_crowd.py PORT SLOWLORIS IDLE
+    python slow_crowd.py PORT SLOWLORIS IDLE [SLICES]
 
 Opens SLOWLORIS connections that send a request head one byte a second (never
 finishing it) and IDLE keep-alive connections that made one request and then
@@ -16,6 +16,7 @@ import resource
 import selectors
 import socket
 import sys
+import time
 
 HEAD = b"GET /slow HTTP/1.1\r\nHost: crowd\r\nX-Drip: "
 REQUEST = b"GET / HTTP/1.1\r\nHost: crowd\r\n\r\n"
@@ -43,6 +44,9 @@ def open_slow(port: int) -> socket.socket:
 
 def main() -> None:
     port, slow_n, idle_n = (int(a) for a in sys.argv[1:4])
+    # The drip is spread over the second in this many slices, as independent
+    # clients' bytes would be (1 = every connection's byte in one burst).
+    slices = int(sys.argv[4]) if len(sys.argv) > 4 else 100
     # Each connection is a descriptor; the usual soft limit (1024) is too low.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = slow_n + idle_n + 64
@@ -56,12 +60,26 @@ def main() -> None:
     closed = {"slowloris": 0, "idle": 0}
     sel = selectors.DefaultSelector()
     sel.register(sys.stdin, selectors.EVENT_READ)
+    # An idle connection turning readable means the server closed it (EOF).
+    for s in idle:
+        sel.register(s, selectors.EVENT_READ)
     print("ready", flush=True)
-    slices = 20  # the drip is spread over the second, as independent clients would be
     tick = 0
+    next_tick = time.monotonic()
     while True:
-        if sel.select(timeout=1.0 / slices):
-            break  # stdin closed or written: stop
+        for key, _ in sel.select(timeout=max(0.0, next_tick - time.monotonic())):
+            if key.fileobj is sys.stdin:
+                for s in slow + idle:
+                    s.close()
+                print(json.dumps(closed), flush=True)
+                return
+            sel.unregister(key.fileobj)
+            idle.remove(key.fileobj)
+            key.fileobj.close()
+            closed["idle"] += 1
+        if time.monotonic() < next_tick:
+            continue
+        next_tick += 1.0 / slices
         for s in list(slow[tick % slices :: slices]):
             n = sent[id(s)]
             byte = HEAD[n : n + 1] or b"a"
@@ -73,20 +91,6 @@ def main() -> None:
                 slow.remove(s)
                 s.close()
         tick += 1
-        for s in list(idle):
-            try:
-                if s.recv(1) == b"":
-                    raise ConnectionError
-            except BlockingIOError:
-                continue
-            except OSError:
-                pass
-            closed["idle"] += 1
-            idle.remove(s)
-            s.close()
-    for s in slow + idle:
-        s.close()
-    print(json.dumps(closed), flush=True)
 
 
 if __name__ == "__main__":
