@@ -64,6 +64,15 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
+def exists(pid: int) -> bool:
+    """True while there is a process `pid`, a zombie included (kill(pid, 0))."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def alive(pid: int) -> bool:
     """True while `pid` runs (a zombie waiting for its parent counts as gone)."""
     st = _stat(pid)

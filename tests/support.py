@@ -103,6 +103,7 @@ class OxgateProcess:
     `ready` decides how start() knows the server listens: "stderr" (the default)
     waits for the `Listening at:` line on stderr; a Path waits for that line in a
     file (for --error-logfile); None waits for nothing (the process may just exit).
+    `stdin`: the child's standard input, a descriptor (default: /dev/null).
     """
 
     def __init__(
@@ -112,8 +113,10 @@ class OxgateProcess:
         env: dict[str, str] | None = None,
         cwd: str | os.PathLike | None = None,
         ready: object = "stderr",
+        stdin: int = subprocess.DEVNULL,
     ):
         self.args = [sys.executable, "-m", "oxgate", *args]
+        self.stdin = stdin
         self.env = env if env is not None else base_env()
         self.cwd = str(cwd) if cwd is not None else str(APPS_DIR)
         self.ready = ready
@@ -133,7 +136,7 @@ class OxgateProcess:
     def start(self, timeout: float = READY_TIMEOUT) -> OxgateProcess:
         self.proc = subprocess.Popen(
             self.args,
-            stdin=subprocess.DEVNULL,
+            stdin=self.stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=self.env,

@@ -20,7 +20,6 @@ import pwd
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -36,7 +35,6 @@ from support import (
     OxgateProcess,
     RawConnection,
     RawResponse,
-    _Pump,
     base_env,
     error_lines,
     run_oxgate,
@@ -82,30 +80,12 @@ class Server(OxgateProcess):
     ):
         if log_file is not None:
             kwargs.setdefault("ready", log_file)
+        if stdin_fd is not None:
+            kwargs["stdin"] = stdin_fd
         super().__init__(args, **kwargs)
         if argv is not None:
             self.args = argv
         self.log_file = log_file
-        self.stdin_fd = stdin_fd
-
-    def start(self, timeout: float = 20.0) -> Server:
-        if self.stdin_fd is None:
-            return super().start(timeout)
-        # as OxgateProcess.start() does, with a descriptor of the test's as stdin
-        self.proc = subprocess.Popen(
-            self.args,
-            stdin=self.stdin_fd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=self.env,
-            cwd=self.cwd,
-        )
-        self._out = _Pump(self.proc.stdout, self._cond)
-        self._err = _Pump(self.proc.stderr, self._cond)
-        self._out.start()
-        self._err.start()
-        self._wait_listening(self.log, timeout)
-        return self
 
     def log(self) -> str:
         if self.log_file is None:

@@ -8,8 +8,8 @@ import select
 import socket
 import time
 
-from processes import live_children, rss_kib
-from support import RawConnection, simple_request, wait_until
+from processes import rss_kib, wait_ready
+from support import RawConnection, simple_request
 
 BURST = 200
 VIEW_MS = 50
@@ -45,7 +45,7 @@ def test_a_burst_past_the_queue_gets_fast_503s_and_flat_memory(oxgate, django_si
         "--threads", "2", "--request-queue", "8",
         pythonpath=False,
     )  # fmt: skip
-    (worker,) = wait_until(lambda: live_children(server.pid), 10, "the worker")
+    (worker,) = wait_ready(server, 1)
     with server.connect() as conn:
         assert conn.request(simple_request("GET", "/api/slow?ms=0")).status == 200
     rss = []

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+from processes import exists
 from support import LISTENING_RE, run_oxgate, wait_until
 
 
@@ -40,14 +41,6 @@ def test_preload_of_a_broken_app_exits_4_before_any_worker_starts():
     assert len([x for x in result.stderr.splitlines() if x.startswith("Error: ")]) == 1
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_daemon_detaches_serves_and_stops_by_its_pidfile(tmp_path: Path):
     pidfile, log = tmp_path / "oxgate.pid", tmp_path / "error.log"
     args = ["--daemon", "--pid", str(pidfile), "--error-logfile", str(log)]
@@ -57,7 +50,7 @@ def test_daemon_detaches_serves_and_stops_by_its_pidfile(tmp_path: Path):
     assert result.stdout == "" and result.stderr == ""
     pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "pid"))
     try:
-        assert pid != os.getpid() and _alive(pid)
+        assert pid != os.getpid() and exists(pid)
         match = wait_until(lambda: LISTENING_RE.search(log.read_text()), 10, "listening")
         assert match.group("pid") == str(pid)
         wait_until(lambda: "Worker ready" in log.read_text(), 10, "worker ready")
@@ -66,11 +59,11 @@ def test_daemon_detaches_serves_and_stops_by_its_pidfile(tmp_path: Path):
         # A daemon leads no terminal session of the test's: it has its own.
         assert os.getsid(pid) != os.getsid(0)
         os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: not _alive(pid), 15, "daemon exit")
+        wait_until(lambda: not exists(pid), 15, "daemon exit")
         assert not pidfile.exists()
         assert re.search(r"Shutting down: master", log.read_text())
     finally:
-        if _alive(pid):
+        if exists(pid):
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
 
@@ -84,11 +77,11 @@ def test_winch_stops_the_workers_of_a_daemon_and_ttin_brings_one_back(tmp_path: 
         wait_until(lambda: log.read_text().count("Worker ready") == 2, 10, "two workers")
         os.kill(pid, signal.SIGWINCH)
         wait_until(lambda: log.read_text().count("exited with code 0") == 2, 10, "workers gone")
-        assert _alive(pid)
+        assert exists(pid)
         url = LISTENING_RE.search(log.read_text()).group("url")
         os.kill(pid, signal.SIGTTIN)
         wait_until(lambda: log.read_text().count("Worker ready") == 3, 10, "one worker back")
         assert httpx.get(url + "/", timeout=5).status_code == 200
     finally:
         os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: not _alive(pid), 15, "daemon exit")
+        wait_until(lambda: not exists(pid), 15, "daemon exit")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from processes import live_children, open_fds, rss_kib
+from processes import open_fds, rss_kib, wait_ready
 from support import (
     TESTS_DIR,
     read_events,
@@ -25,11 +25,6 @@ from support import (
 
 APP = "slow_clients_app"
 CROWD = 1000
-
-
-def worker_of(server) -> int:
-    (pid,) = wait_until(lambda: live_children(server.pid), 10, "the worker")
-    return pid
 
 
 def tcp_peer_open(client_port: int) -> bool:
@@ -104,7 +99,7 @@ def test_slowloris_and_idle_crowds_hold_no_app_thread(oxgate, events_file):
         "--header-timeout", "120",
         "--keep-alive", "120",
     )  # fmt: skip
-    worker = worker_of(server)
+    worker = wait_ready(server, 1)[0]
     latencies(server, 200)  # warm-up
     unloaded = latencies(server, 2000)
     fds_before, rss_before = open_fds(worker), rss_kib(worker)

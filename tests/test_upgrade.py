@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+from processes import exists
 from support import wait_until
 
 
@@ -44,14 +45,6 @@ class Load:
                 self.failures.append(repr(e))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_usr2_upgrade_under_load_drops_nothing(oxgate, tmp_path: Path):
     pidfile = tmp_path / "oxgate.pid"
     server = oxgate("crashy", "-w", "2", "--pid", str(pidfile))
@@ -82,7 +75,7 @@ def test_usr2_upgrade_under_load_drops_nothing(oxgate, tmp_path: Path):
             served_before = len(load.pids)
             wait_until(lambda: len(load.pids) > served_before + 20, 10, "traffic on the new one")
         assert load.failures == [], load.failures[:5]
-        assert _alive(new)
+        assert exists(new)
         # the last answers come from the new master's workers
         after_usr2 = server.stderr_text().split("started a new master", 1)[1]
         new_workers = {int(p) for p in re.findall(r"\[(\d+)\] \[INFO\] Worker ready", after_usr2)}
@@ -91,9 +84,9 @@ def test_usr2_upgrade_under_load_drops_nothing(oxgate, tmp_path: Path):
         assert pidfile.read_text().strip() == str(new)
         assert not Path(f"{pidfile}.oldbin").exists()
     finally:
-        if new and _alive(new):
+        if new and exists(new):
             os.kill(new, signal.SIGTERM)
-            wait_until(lambda: not _alive(new), 15, "the new master to stop")
+            wait_until(lambda: not exists(new), 15, "the new master to stop")
     assert not pidfile.exists()
 
 
@@ -126,4 +119,4 @@ def test_workers_stop_when_their_master_is_killed_outright(oxgate):
     workers = _ready_workers(server)
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(10)
-    wait_until(lambda: not any(_alive(p) for p in workers), 10, "orphaned workers to exit")
+    wait_until(lambda: not any(exists(p) for p in workers), 10, "orphaned workers to exit")
