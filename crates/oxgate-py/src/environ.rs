@@ -86,10 +86,13 @@ pub fn build_environ<'py>(
     input: Py<WsgiInput>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = ctx.base.bind(py).copy()?;
-    env.set_item(
-        intern!(py, "REQUEST_METHOD"),
-        PyString::new(py, &head.method),
-    )?;
+    let method = match head.method.as_str() {
+        "GET" => intern!(py, "GET").clone(),
+        "POST" => intern!(py, "POST").clone(),
+        "HEAD" => intern!(py, "HEAD").clone(),
+        other => PyString::new(py, other),
+    };
+    env.set_item(intern!(py, "REQUEST_METHOD"), method)?;
     let path = if head.path == "*" {
         b"*".to_vec()
     } else {
@@ -108,7 +111,11 @@ pub fn build_environ<'py>(
     env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
     env.set_item(intern!(py, "QUERY_STRING"), PyString::new(py, &head.query))?;
     env.set_item(intern!(py, "RAW_URI"), PyString::new(py, &head.target))?;
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), head.version.as_str())?;
+    let protocol = match head.version {
+        oxgate_proto::Version::Http11 => intern!(py, "HTTP/1.1"),
+        oxgate_proto::Version::Http10 => intern!(py, "HTTP/1.0"),
+    };
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     for h in &head.headers {
         let Some(key) = header_key(&h.name) else {
@@ -130,16 +137,17 @@ pub fn build_environ<'py>(
     let (name, port) = match head.host.as_deref().filter(|h| !h.is_empty()) {
         Some(host) => {
             let (name, port) = split_host(host);
-            (name.to_owned(), port.unwrap_or("80").to_owned())
+            (name, port.unwrap_or("80"))
         }
-        None => (conn.server_name.clone(), conn.server_port.clone()),
+        None => (conn.server_name.as_str(), conn.server_port.as_str()),
     };
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
     env.set_item(intern!(py, "SERVER_PORT"), port)?;
     match conn.peer {
-        Some(peer) => {
-            env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
-            env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
+        Some(_) => {
+            let (ip, port) = conn.peer_strings();
+            env.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
+            env.set_item(intern!(py, "REMOTE_PORT"), port)?;
         }
         None => {
             env.set_item(intern!(py, "REMOTE_ADDR"), "")?;

@@ -29,6 +29,7 @@ pub struct WsgiInput {
 impl WsgiInput {
     pub fn new(body: RequestBody) -> Self {
         let (pending, eof) = match &body {
+            RequestBody::Full(b) if b.is_empty() => (BytesMut::new(), true),
             RequestBody::Full(b) => (BytesMut::from(&b[..]), true),
             RequestBody::Stream(_) => (BytesMut::new(), false),
         };

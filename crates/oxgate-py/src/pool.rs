@@ -1,10 +1,20 @@
 //! The Python threads that run the app (`--threads`): each attaches to the
 //! interpreter once and takes requests from a bounded queue, waiting for
 //! them without the GIL. Each marks what it runs on the master's scoreboard.
+//!
+//! With one thread, the I/O thread itself runs requests inline while the
+//! app answers fast (and the body is in memory): the hand-off to another
+//! thread and back costs more than a small app does, and a call of well
+//! under a millisecond holds the other connections no longer than the
+//! hand-off would. Once calls get slow, requests go to the app thread, so
+//! the I/O thread keeps reading, timing out and refusing (503) while the
+//! app works. A lane lock keeps it to one request at a time, as
+//! `--threads 1` promises.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use oxgate_server::{Handler, Request};
@@ -17,6 +27,53 @@ use crate::respond::handle;
 
 pub struct Pool {
     tx: Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+/// Inline calls stop while app calls average more than this.
+const INLINE_MAX_NANOS: u64 = 1_000_000;
+
+/// The one app lane of `--threads 1`, shared by the I/O thread's inline
+/// calls and the app thread.
+struct Lane {
+    /// Recent app call time, in nanoseconds: a moving average that a slow
+    /// call lifts at once and fast calls bring down over a few dozen.
+    recent: AtomicU64,
+    busy: Mutex<bool>,
+    freed: Condvar,
+    /// The app thread wants the lane: inline calls step aside, so queued
+    /// requests are not overtaken for ever.
+    wanted: AtomicUsize,
+}
+
+impl Lane {
+    fn lock(&self) -> MutexGuard<'_, bool> {
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn try_take(&self) -> bool {
+        let mut busy = self.lock();
+        !std::mem::replace(&mut *busy, true)
+    }
+
+    fn take(&self) {
+        let mut busy = self.lock();
+        while *busy {
+            busy = self
+                .freed
+                .wait(busy)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *busy = true;
+    }
+
+    fn give(&self) {
+        *self.lock() = false;
+        // A futex wake costs a syscall: only when the app thread waits.
+        if self.wanted.load(Ordering::Acquire) > 0 {
+            self.freed.notify_one();
+        }
+    }
 }
 
 impl Handler for Pool {
@@ -24,6 +81,28 @@ impl Handler for Pool {
         self.tx.try_send(req).map_err(|e| match e {
             TrySendError::Full(r) | TrySendError::Disconnected(r) => Box::new(r),
         })
+    }
+
+    fn inline(&self) -> bool {
+        self.shared.lane.is_some()
+    }
+
+    fn call_inline(&self, req: Request) -> Result<(), Box<Request>> {
+        let Some(lane) = &self.shared.lane else {
+            return Err(Box::new(req));
+        };
+        if lane.recent.load(Ordering::Relaxed) > INLINE_MAX_NANOS
+            || lane.wanted.load(Ordering::Acquire) > 0
+            || !self.tx.is_empty()
+        {
+            return Err(Box::new(req));
+        }
+        if !lane.try_take() {
+            return Err(Box::new(req));
+        }
+        Python::attach(|py| run(py, &self.shared, req, 0));
+        lane.give();
+        Ok(())
     }
 }
 
@@ -35,6 +114,7 @@ pub struct Shared {
     pub ctx: AppContext,
     pub worker: Arc<WorkerContext>,
     served: AtomicU64,
+    lane: Option<Lane>,
 }
 
 /// Start `threads` app threads; `queue` requests may wait for one.
@@ -53,6 +133,12 @@ pub fn start(
         ctx,
         worker,
         served: AtomicU64::new(0),
+        lane: (threads == 1).then(|| Lane {
+            recent: AtomicU64::new(0),
+            busy: Mutex::new(false),
+            freed: Condvar::new(),
+            wanted: AtomicUsize::new(0),
+        }),
     });
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -62,33 +148,55 @@ pub fn start(
             .spawn(move || serve(rx, shared, i))?;
         handles.push(handle);
     }
-    Ok((Pool { tx }, handles))
+    Ok((Pool { tx, shared }, handles))
 }
 
 fn serve(rx: Receiver<Request>, shared: Arc<Shared>, index: usize) {
-    let w = &shared.worker;
     // recv fails once the server is gone and the queue is closed.
     Python::attach(|py| {
         while let Ok(req) = py.detach(|| rx.recv()) {
-            w.scoreboard.begin(
-                w.slot,
-                index,
-                &format!("{} {}", req.head.method, req.head.path),
-            );
-            let hooked = shared.hooks.has("pre_request") || shared.hooks.has("post_request");
-            if hooked {
-                with_hooks(py, &shared, req);
-            } else {
-                handle(py, &shared.app, &shared.ctx, req);
-            }
-            w.scoreboard.end(w.slot, index);
-            let served = shared.served.fetch_add(1, Ordering::Relaxed) + 1;
-            if w.max_requests > 0 && served == w.max_requests {
-                log::info!("Autorestarting worker after {served} requests");
-                w.retire();
+            match &shared.lane {
+                Some(lane) => {
+                    lane.wanted.fetch_add(1, Ordering::AcqRel);
+                    py.detach(|| lane.take());
+                    lane.wanted.fetch_sub(1, Ordering::AcqRel);
+                    run(py, &shared, req, index);
+                    lane.give();
+                }
+                None => run(py, &shared, req, index),
             }
         }
     });
+}
+
+/// One request through the app, on the scoreboard as app thread `index`.
+fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
+    let w = &shared.worker;
+    w.scoreboard.begin(
+        w.slot,
+        index,
+        &format!("{} {}", req.head.method, req.head.path),
+    );
+    let started = Instant::now();
+    let hooked = shared.hooks.has("pre_request") || shared.hooks.has("post_request");
+    if hooked {
+        with_hooks(py, shared, req);
+    } else {
+        handle(py, &shared.app, &shared.ctx, req);
+    }
+    if let Some(lane) = &shared.lane {
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let avg = lane.recent.load(Ordering::Relaxed);
+        // One lane: calls never overlap, so load-then-store loses nothing.
+        lane.recent
+            .store((avg - avg / 8).saturating_add(took / 8), Ordering::Relaxed);
+    }
+    w.scoreboard.end(w.slot, index);
+    let served = shared.served.fetch_add(1, Ordering::Relaxed) + 1;
+    if w.max_requests > 0 && served == w.max_requests {
+        log::info!("Autorestarting worker after {served} requests");
+        w.retire();
+    }
 }
 
 /// pre_request(worker, req) and post_request(worker, req, environ, resp)

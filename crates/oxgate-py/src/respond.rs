@@ -8,6 +8,7 @@ use std::os::fd::BorrowedFd;
 use bytes::{Bytes, BytesMut};
 use oxgate_server::{Request, ResponseMsg};
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
@@ -57,9 +58,12 @@ pub fn handle<'py>(
         let start = Py::new(py, StartResponse { core: core.clone() })?;
         let result = app.bind(py).call1((environ, start))?;
         let outcome = drive(py, &core, &result);
-        // PEP 3333: close() whatever happened while iterating.
-        if let Ok(true) = result.hasattr("close") {
-            if let Err(e) = result.call_method0("close") {
+        // PEP 3333: close() whatever happened while iterating. A list or
+        // tuple has none, and asking would build an AttributeError.
+        let plain =
+            result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
+        if !plain && matches!(result.hasattr(intern!(py, "close")), Ok(true)) {
+            if let Err(e) = result.call_method0(intern!(py, "close")) {
                 log::error!(
                     "Error closing response of {} {}\n{}",
                     head.method,

@@ -98,7 +98,7 @@ pub fn send_body(py: Python<'_>, core: &SharedCore, data: Bytes) -> Result<(), S
         return Ok(());
     }
     let (head, responder) = lock(core).take_head()?;
-    let sent = py.detach(|| {
+    let sent = off_gil(py, &responder, data.len() + 1024, || {
         if let Some(head) = head {
             responder.send_blocking(ResponseMsg::Head(head))?;
         }
@@ -110,10 +110,28 @@ pub fn send_body(py: Python<'_>, core: &SharedCore, data: Bytes) -> Result<(), S
     })
 }
 
+/// Run a send without the GIL, since it may wait for the I/O thread; an
+/// inline responder is on the I/O thread and never waits for another, so
+/// it keeps the GIL rather than pay to hand it back and forth.
+/// (unless `n` more bytes would make it wait for the client: other Python
+/// threads must not wait with it).
+fn off_gil<T: Send>(
+    py: Python<'_>,
+    responder: &Responder,
+    n: usize,
+    send: impl Send + FnOnce() -> T,
+) -> T {
+    if responder.is_inline() && !responder.would_wait(n) {
+        send()
+    } else {
+        py.detach(send)
+    }
+}
+
 /// Send a message that needs no head handling (File, End), head first if due.
 pub fn send_msg(py: Python<'_>, core: &SharedCore, msg: ResponseMsg) -> Result<(), SendError> {
     let (head, responder) = lock(core).take_head()?;
-    let sent = py.detach(|| {
+    let sent = off_gil(py, &responder, 1024, || {
         let msg = match (head, msg) {
             // Nothing was sent and nothing more will be: one message.
             (Some(head), ResponseMsg::End) => ResponseMsg::Whole(head, Bytes::new()),
@@ -133,7 +151,7 @@ pub fn send_msg(py: Python<'_>, core: &SharedCore, msg: ResponseMsg) -> Result<(
 /// Send the head and the whole body at once (a list or tuple result).
 pub fn send_whole(py: Python<'_>, core: &SharedCore, body: Bytes) -> Result<(), SendError> {
     let (head, responder) = lock(core).take_head()?;
-    let sent = py.detach(|| match head {
+    let sent = off_gil(py, &responder, body.len() + 1024, || match head {
         Some(head) => responder.send_blocking(ResponseMsg::Whole(head, body)),
         None => {
             if !body.is_empty() {

@@ -7,20 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use oxgate_proto::response::response_framing;
-use oxgate_proto::{parse_head, Parsed, ProtoError, RequestHead, ResponseFraming};
+use oxgate_proto::{parse_head, Parsed, ProtoError, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
-use crate::handler::{ConnInfo, Request, Responder, ResponseHead, ResponseMsg, ResponseRx};
+use crate::encode::Encoder;
+use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
 use crate::server::Shared;
 use crate::stream::Stream;
-use crate::write::{chunk_header, simple_response, write_head};
-
-/// Responses up to this size are copied into one write with their head.
-const COALESCE: usize = 16 * 1024;
+use crate::write::simple_response;
 /// Unread body bytes we are willing to discard to keep a connection alive.
 const DRAIN_LIMIT: u64 = 1024 * 1024;
 
@@ -56,31 +53,57 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
                 return;
             }
         };
-        let (responder, rx) = Responder::channel(shared.settings.response_buffer);
+        let mut exchange = Exchange::new(&head);
+        let inline = pump.is_none() && shared.handler.inline();
+        let (responder, call) = if inline {
+            // The app runs here and now, on this thread: no hand-off.
+            let (responder, call) = Responder::inline(
+                Encoder::new(&head),
+                stream.raw_fd(),
+                settings.write_timeout,
+                settings.response_buffer,
+            );
+            (responder, Some(call))
+        } else {
+            (Responder::unset(), None)
+        };
         let req = Request {
             head: head.clone(),
             body,
             conn: info.clone(),
             responder,
         };
-        if shared.handler.call(req).is_err() {
-            // Counted, and logged once a second by the worker: a line per
-            // refusal would be a log storm exactly when the worker is busiest.
-            shared.refused.fetch_add(1, Ordering::Relaxed);
-            let mut out = Vec::new();
-            simple_response(
-                &mut out,
-                503,
-                "Service Unavailable",
-                &[("Retry-After", "1")],
-                false,
-            );
-            let _ = stream.write_all(&out).await;
-            linger_close(stream).await;
-            return;
-        }
-        let mut exchange = Exchange::new(&head);
-        let ok = exchange.run(&mut stream, &mut buf, rx, pump, &shared).await;
+        let queued = match call {
+            Some(call) => match shared.handler.call_inline(req) {
+                Ok(()) => Err(call),
+                Err(back) => Ok(*back),
+            },
+            None => Ok(req),
+        };
+        let ok = match queued {
+            Err(call) => exchange.finish_inline(call, &mut stream).await,
+            Ok(mut req) => {
+                let (responder, rx) = Responder::channel(settings.response_buffer);
+                req.responder = responder;
+                if shared.handler.call(req).is_err() {
+                    // Counted, and logged once a second by the worker: a line per
+                    // refusal would be a log storm exactly when the worker is busiest.
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
+                    let mut out = Vec::new();
+                    simple_response(
+                        &mut out,
+                        503,
+                        "Service Unavailable",
+                        &[("Retry-After", "1")],
+                        false,
+                    );
+                    let _ = stream.write_all(&out).await;
+                    linger_close(stream).await;
+                    return;
+                }
+                exchange.run(&mut stream, &mut buf, rx, pump, &shared).await
+            }
+        };
         if exchange.timed_out {
             log::warn!(
                 "{} {} got no response within {}s: answered 504 (the app thread is still busy)",
@@ -89,20 +112,21 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
                 shared.settings.request_timeout.map_or(0, |t| t.as_secs())
             );
         }
+        let enc = &exchange.enc;
         if let Some(log) = &shared.access_log {
             log.write(&AccessEntry {
                 head: &head,
                 conn: &info,
-                status: exchange.status,
-                headers: &exchange.resp_headers,
-                body_bytes: exchange.body_sent,
+                status: enc.status,
+                headers: &enc.resp_headers,
+                body_bytes: enc.body_sent,
                 started,
             });
         }
         if !ok {
             return;
         }
-        if !exchange.keep_alive || shared.shutting_down() {
+        if !enc.keep_alive || shared.shutting_down() {
             let _ = stream.flush().await;
             linger_close(stream).await;
             return;
@@ -155,35 +179,47 @@ async fn read_head(
 
 /// The response half of one request.
 struct Exchange {
-    is_head: bool,
-    version: oxgate_proto::Version,
-    keep_alive: bool,
-    status: u16,
-    resp_headers: Vec<(String, String)>,
-    framing: ResponseFraming,
-    declared: Option<u64>,
-    body_sent: u64,
-    head_written: bool,
+    enc: Encoder,
     /// The app did not start its response within --timeout.
     timed_out: bool,
-    out: Vec<u8>,
 }
 
 impl Exchange {
     fn new(head: &RequestHead) -> Self {
         Exchange {
-            is_head: head.method == "HEAD",
-            version: head.version,
-            keep_alive: head.keep_alive,
-            status: 0,
-            resp_headers: Vec::new(),
-            framing: ResponseFraming::NoBody,
-            declared: None,
-            body_sent: 0,
-            head_written: false,
+            enc: Encoder::new(head),
             timed_out: false,
-            out: Vec::with_capacity(1024),
         }
+    }
+
+    /// Answer `status` ourselves if nothing of the response went out yet,
+    /// then give up the connection.
+    async fn fail(&mut self, stream: &mut Stream, status: u16, reason: &str) -> bool {
+        if self.enc.replace(status, reason) {
+            let _ = self.enc.write(stream).await;
+        } else {
+            // Mid-response: send what is complete, then cut.
+            let _ = self.enc.write(stream).await;
+        }
+        false
+    }
+
+    /// After an inline call: write what it left queued.
+    async fn finish_inline(&mut self, call: InlineCall, stream: &mut Stream) -> bool {
+        let (enc, failed) = call.finish();
+        let Some(enc) = enc else {
+            return false;
+        };
+        self.enc = enc;
+        if failed {
+            // The client is gone; log what the app answered.
+            return false;
+        }
+        if !self.enc.ended {
+            // The app side gave up without finishing the response.
+            return self.fail(stream, 500, "Internal Server Error").await;
+        }
+        self.enc.write(stream).await.is_ok()
     }
 
     /// Drive the response to its end. Returns false when the connection
@@ -203,9 +239,8 @@ impl Exchange {
             .settings
             .request_timeout
             .map(|t| tokio::time::Instant::now() + t);
-        let mut ended = false;
-        while !ended {
-            let limit = deadline.filter(|_| !self.head_written);
+        while !self.enc.ended {
+            let limit = deadline.filter(|_| !self.enc.head_written);
             let next = async {
                 match limit {
                     Some(at) => tokio::time::timeout_at(at, rx.recv()).await.ok(),
@@ -220,20 +255,16 @@ impl Exchange {
                         step = p.step(stream, buf, wait) => {
                             match step {
                                 Step::Continue => {
-                                    if !self.head_written
+                                    if !self.enc.head_written
                                         && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
                                     {
                                         return false;
                                     }
                                 }
                                 Step::Refused(e) => {
-                                    if !self.head_written {
+                                    if !self.enc.head_written {
                                         log::debug!("refusing request body: {e}");
-                                        self.status = e.status();
-                                        self.keep_alive = false;
-                                        self.out.clear();
-                                        self.body_sent = simple_response(&mut self.out, e.status(), e.reason(), &[], false);
-                                        let _ = self.flush(stream).await;
+                                        return self.fail(stream, e.status(), e.reason()).await;
                                     }
                                     return false;
                                 }
@@ -247,180 +278,30 @@ impl Exchange {
             };
             let Some(msg) = msg else {
                 self.timed_out = true;
-                self.status = 504;
-                self.keep_alive = false;
-                self.out.clear();
-                self.body_sent = simple_response(&mut self.out, 504, "Gateway Timeout", &[], false);
-                let _ = self.flush(stream).await;
-                return false;
+                return self.fail(stream, 504, "Gateway Timeout").await;
             };
             let Some(msg) = msg else {
                 // The app side gave up without finishing the response.
-                if self.head_written {
-                    let _ = self.flush(stream).await;
-                    return false;
-                }
-                self.status = 500;
-                self.keep_alive = false;
-                self.out.clear();
-                self.body_sent =
-                    simple_response(&mut self.out, 500, "Internal Server Error", &[], false);
-                let _ = self.flush(stream).await;
-                return false;
+                return self.fail(stream, 500, "Internal Server Error").await;
             };
-            ended = matches!(msg, ResponseMsg::End | ResponseMsg::Whole(..));
             if pump.as_ref().is_some_and(Pump::awaiting_continue) {
                 // Answered without asking for the body: whether the client
                 // sends it anyway is unknown (RFC 9110 10.1.1), so the
                 // connection cannot carry another request.
-                self.keep_alive = false;
+                self.enc.keep_alive = false;
             }
-            if self.handle(stream, msg).await.is_err() {
-                return false;
-            }
+            self.enc.push(msg);
             // Coalesce what is already queued into one write.
-            if !ended && rx.is_empty() && self.flush(stream).await.is_err() {
+            if (self.enc.ended || rx.is_empty()) && self.enc.write(stream).await.is_err() {
                 return false;
             }
-        }
-        if self.flush(stream).await.is_err() {
-            return false;
         }
         if let Some(p) = pump.as_mut() {
             if !p.drain(stream, buf, DRAIN_LIMIT, wait).await {
-                self.keep_alive = false;
+                self.enc.keep_alive = false;
             }
         }
         true
-    }
-
-    fn start(&mut self, mut head: ResponseHead, known: Option<u64>) {
-        self.status = head.status;
-        if self.is_head && head.content_length.is_none() {
-            // Tell a HEAD client the length its GET would have had.
-            head.content_length = known;
-        }
-        self.framing = response_framing(
-            self.is_head,
-            head.status,
-            head.content_length,
-            known,
-            self.version,
-        );
-        self.declared = match self.framing {
-            ResponseFraming::Length(n) => Some(n),
-            _ => None,
-        };
-        if head.close || self.framing == ResponseFraming::CloseDelimited {
-            self.keep_alive = false;
-        }
-        write_head(
-            &mut self.out,
-            self.version,
-            &head,
-            self.framing,
-            self.keep_alive,
-        );
-        self.head_written = true;
-        self.resp_headers = head.headers;
-    }
-
-    async fn handle(&mut self, stream: &mut Stream, msg: ResponseMsg) -> std::io::Result<()> {
-        match msg {
-            ResponseMsg::Whole(head, body) => {
-                self.start(head, Some(body.len() as u64));
-                self.body(stream, &body).await?;
-                self.finish();
-            }
-            ResponseMsg::Head(head) => self.start(head, None),
-            ResponseMsg::Body(data) => self.body(stream, &data).await?,
-            ResponseMsg::File { file, offset, len } => {
-                let len = self.allowance(len);
-                if len > 0 {
-                    if self.framing == ResponseFraming::Chunked {
-                        chunk_header(&mut self.out, usize::try_from(len).unwrap_or(usize::MAX));
-                    }
-                    self.flush(stream).await?;
-                    let sent = stream.sendfile(&file, offset, len).await?;
-                    self.body_sent += sent;
-                    if sent < len {
-                        // The file shrank under us: the framing is now a lie.
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
-                    }
-                    if self.framing == ResponseFraming::Chunked {
-                        self.out.extend_from_slice(b"\r\n");
-                    }
-                }
-            }
-            ResponseMsg::End => self.finish(),
-        }
-        Ok(())
-    }
-
-    /// How many of `len` more body bytes the framing lets through: a
-    /// declared Content-Length is a ceiling (extra bytes are not sent).
-    fn allowance(&self, len: u64) -> u64 {
-        match self.framing {
-            ResponseFraming::NoBody => 0,
-            _ => match self.declared {
-                Some(n) => len.min(n.saturating_sub(self.body_sent)),
-                None => len,
-            },
-        }
-    }
-
-    async fn body(&mut self, stream: &mut Stream, data: &[u8]) -> std::io::Result<()> {
-        let n = usize::try_from(self.allowance(data.len() as u64)).unwrap_or(0);
-        if n == 0 {
-            return Ok(());
-        }
-        let data = &data[..n];
-        if self.framing == ResponseFraming::Chunked {
-            chunk_header(&mut self.out, n);
-        }
-        if n <= COALESCE {
-            self.out.extend_from_slice(data);
-        } else {
-            self.flush(stream).await?;
-            stream.write_all(data).await?;
-        }
-        if self.framing == ResponseFraming::Chunked {
-            self.out.extend_from_slice(b"\r\n");
-        }
-        self.body_sent += n as u64;
-        Ok(())
-    }
-
-    fn finish(&mut self) {
-        if !self.head_written {
-            // End without a head cannot come from a correct app side.
-            self.status = 500;
-            self.keep_alive = false;
-            self.body_sent =
-                simple_response(&mut self.out, 500, "Internal Server Error", &[], false);
-            return;
-        }
-        match self.framing {
-            ResponseFraming::Chunked => self.out.extend_from_slice(b"0\r\n\r\n"),
-            ResponseFraming::Length(n) if self.body_sent < n => {
-                // Fewer bytes than declared: only closing tells the client.
-                log::warn!(
-                    "response ended after {} of {n} declared bytes",
-                    self.body_sent
-                );
-                self.keep_alive = false;
-            }
-            ResponseFraming::CloseDelimited => self.keep_alive = false,
-            _ => {}
-        }
-    }
-
-    async fn flush(&mut self, stream: &mut Stream) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            stream.write_all(&self.out).await?;
-            self.out.clear();
-        }
-        Ok(())
     }
 }
 

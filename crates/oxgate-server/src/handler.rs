@@ -4,11 +4,15 @@
 
 use std::fs::File;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use oxgate_proto::RequestHead;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::encode::Encoder;
 
 /// Where a connection came from and which listener took it.
 #[derive(Debug, Clone)]
@@ -18,6 +22,27 @@ pub struct ConnInfo {
     /// Host and port of the listener, used when the request has no Host.
     pub server_name: String,
     pub server_port: String,
+    /// The peer's address and port as text, made once per connection.
+    pub peer_text: (String, String),
+}
+
+impl ConnInfo {
+    pub fn new(peer: Option<SocketAddr>, server_name: String, server_port: String) -> Self {
+        let peer_text = peer.map_or_else(Default::default, |p| {
+            (p.ip().to_string(), p.port().to_string())
+        });
+        ConnInfo {
+            peer,
+            server_name,
+            server_port,
+            peer_text,
+        }
+    }
+
+    /// REMOTE_ADDR and REMOTE_PORT; empty on a unix socket.
+    pub fn peer_strings(&self) -> (&str, &str) {
+        (&self.peer_text.0, &self.peer_text.1)
+    }
 }
 
 /// A request handed to the application side.
@@ -33,6 +58,19 @@ pub trait Handler: Send + Sync + 'static {
     /// Queue a request. Gives it back when the queue is full (the server
     /// then answers 503).
     fn call(&self, req: Request) -> Result<(), Box<Request>>;
+
+    /// Whether `call_inline` may run requests on the I/O thread.
+    fn inline(&self) -> bool {
+        false
+    }
+
+    /// Run a request whose body is all in memory to its end on this (the
+    /// I/O) thread, responding through its `Responder` without blocking
+    /// except on the client. Gives it back when it cannot run now; the
+    /// server then queues it with `call`.
+    fn call_inline(&self, req: Request) -> Result<(), Box<Request>> {
+        Err(Box::new(req))
+    }
 }
 
 /// Why the body could not be read.
@@ -132,8 +170,47 @@ pub enum ResponseMsg {
 /// The sending half of a response, held by the app side.
 #[derive(Clone)]
 pub struct Responder {
-    tx: mpsc::UnboundedSender<ResponseMsg>,
-    budget: Arc<Budget>,
+    to: To,
+}
+
+#[derive(Clone)]
+enum To {
+    /// To the I/O thread, for an app thread.
+    Queue {
+        tx: mpsc::UnboundedSender<ResponseMsg>,
+        budget: Arc<Budget>,
+    },
+    /// Straight into the encoder, for an app call on the I/O thread.
+    Inline(Arc<Mutex<Sink>>),
+    Unset,
+}
+
+/// An inline call's response: encoded as it comes, written by the calling
+/// thread itself only when more than `limit` bytes are waiting.
+struct Sink {
+    /// Taken back by the connection when the call returns; a responder the
+    /// app kept past its call finds it gone.
+    enc: Option<Encoder>,
+    fd: RawFd,
+    stall: Duration,
+    limit: usize,
+    /// A write failed: the client is gone.
+    failed: bool,
+}
+
+/// The connection's hold on an inline responder.
+pub(crate) struct InlineCall(Arc<Mutex<Sink>>);
+
+impl InlineCall {
+    /// End the call: the encoder back, and whether a write already failed.
+    pub(crate) fn finish(self) -> (Option<Encoder>, bool) {
+        let mut sink = lock_sink(&self.0);
+        (sink.enc.take(), sink.failed)
+    }
+}
+
+fn lock_sink(sink: &Mutex<Sink>) -> MutexGuard<'_, Sink> {
+    sink.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The client is gone: nothing more can be sent.
@@ -156,6 +233,9 @@ struct Budget {
 struct BudgetState {
     queued: usize,
     closed: bool,
+    /// App threads waiting for room: notifying costs a futex syscall, so
+    /// only when one waits.
+    waiting: usize,
 }
 
 impl Budget {
@@ -168,7 +248,9 @@ impl Budget {
     fn take(&self, n: usize) -> Result<(), Disconnected> {
         let mut st = self.lock();
         while !st.closed && st.queued > 0 && st.queued.saturating_add(n) > self.limit {
+            st.waiting += 1;
             st = self.freed.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st.waiting -= 1;
         }
         if st.closed {
             return Err(Disconnected);
@@ -180,7 +262,9 @@ impl Budget {
     fn give(&self, n: usize) {
         let mut st = self.lock();
         st.queued = st.queued.saturating_sub(n);
-        self.freed.notify_all();
+        if st.waiting > 0 {
+            self.freed.notify_all();
+        }
     }
 
     fn close(&self) {
@@ -206,32 +290,119 @@ impl Responder {
             state: Mutex::new(BudgetState {
                 queued: 0,
                 closed: false,
+                waiting: 0,
             }),
             freed: Condvar::new(),
         });
         (
             Responder {
-                tx,
-                budget: budget.clone(),
+                to: To::Queue {
+                    tx,
+                    budget: budget.clone(),
+                },
             },
             ResponseRx { rx, budget },
         )
     }
 
+    /// A placeholder, replaced before the request reaches the app side;
+    /// sends to it fail.
+    pub(crate) fn unset() -> Responder {
+        Responder { to: To::Unset }
+    }
+
+    /// A responder for an inline call that encodes into `enc` and, past
+    /// `limit` waiting bytes, writes on `fd` itself. `fd` must stay open
+    /// until `InlineCall::finish`, after which sends fail.
+    pub(crate) fn inline(
+        enc: Encoder,
+        fd: RawFd,
+        stall: Duration,
+        limit: usize,
+    ) -> (Responder, InlineCall) {
+        let sink = Arc::new(Mutex::new(Sink {
+            enc: Some(enc),
+            fd,
+            stall,
+            limit: limit.max(1),
+            failed: false,
+        }));
+        (
+            Responder {
+                to: To::Inline(sink.clone()),
+            },
+            InlineCall(sink),
+        )
+    }
+
     /// Send one message, waiting while the connection's buffer is full.
-    /// Blocks: call it without holding the GIL, never from the runtime.
+    /// Blocks: call it without holding the GIL, never from the runtime
+    /// (except on an inline responder, which waits only on the client).
     pub fn send_blocking(&self, msg: ResponseMsg) -> Result<(), Disconnected> {
-        let n = cost(&msg);
-        self.budget.take(n)?;
-        self.tx.send(msg).map_err(|_| {
-            self.budget.give(n);
-            Disconnected
-        })
+        match &self.to {
+            To::Queue { tx, budget } => {
+                let n = cost(&msg);
+                budget.take(n)?;
+                tx.send(msg).map_err(|_| {
+                    budget.give(n);
+                    Disconnected
+                })
+            }
+            To::Unset => Err(Disconnected),
+            To::Inline(sink) => {
+                let mut sink = lock_sink(sink);
+                let Sink {
+                    enc,
+                    fd,
+                    stall,
+                    limit,
+                    failed,
+                } = &mut *sink;
+                let Some(enc) = enc.as_mut().filter(|_| !*failed) else {
+                    return Err(Disconnected);
+                };
+                enc.push(msg);
+                if enc.queued() > *limit {
+                    if let Err(e) = enc.write_sync(*fd, *stall, *limit / 2) {
+                        log::debug!("writing a response from the app call failed: {e}");
+                        *failed = true;
+                        return Err(Disconnected);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sending blocks only on a slow client, never on another thread: the
+    /// caller need not release the GIL around it.
+    pub fn is_inline(&self) -> bool {
+        matches!(self.to, To::Inline(_))
+    }
+
+    /// Whether sending about `n` more bytes on an inline responder would
+    /// write to the client from this thread (and so may wait for it).
+    pub fn would_wait(&self, n: usize) -> bool {
+        match &self.to {
+            To::Inline(sink) => {
+                let sink = lock_sink(sink);
+                let queued = sink.enc.as_ref().map_or(0, Encoder::queued);
+                queued.saturating_add(n) > sink.limit
+            }
+            _ => false,
+        }
     }
 
     /// The connection has been closed.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        match &self.to {
+            To::Queue { tx, .. } => tx.is_closed(),
+            To::Inline(sink) => {
+                let sink = lock_sink(sink);
+                sink.enc.is_none() || sink.failed
+            }
+            To::Unset => true,
+        }
     }
 }
 

@@ -5,10 +5,12 @@ pub mod access_log;
 mod body;
 mod conn;
 mod date;
+mod encode;
 pub mod handler;
 pub mod logging;
 pub mod server;
 mod stream;
+mod sync_io;
 mod write;
 
 pub use access_log::AccessLog;

@@ -417,11 +417,7 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
         match accepted {
             Ok((sock, peer)) => {
                 let _ = sock.set_nodelay(true);
-                let info = Arc::new(ConnInfo {
-                    peer: Some(peer),
-                    server_name: name.clone(),
-                    server_port: port.clone(),
-                });
+                let info = Arc::new(ConnInfo::new(Some(peer), name.clone(), port.clone()));
                 let guard = Active::new(shared.clone());
                 tokio::spawn(async move {
                     conn::serve(Stream::tcp(sock, write_stall), info, guard.0.clone()).await;
@@ -434,11 +430,7 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
-    let info = Arc::new(ConnInfo {
-        peer: None,
-        server_name: "localhost".to_owned(),
-        server_port: String::new(),
-    });
+    let info = Arc::new(ConnInfo::new(None, "localhost".to_owned(), String::new()));
     let mut stop = shared.shutdown_signal();
     let write_stall = shared.settings.write_timeout;
     loop {

@@ -638,8 +638,11 @@ impl Master<'_> {
                 continue;
             }
             let limit_ms = limit.as_millis() as u64;
-            let stuck = match self.board.oldest_request(w.slot) {
-                Some((since, what)) if now_ms.saturating_sub(since) > limit_ms => Some(what),
+            let running = self.board.oldest_request(w.slot);
+            let stuck = match &running {
+                Some((since, what)) if now_ms.saturating_sub(*since) > limit_ms => {
+                    Some(what.clone())
+                }
                 _ => None,
             };
             let silent = now_ms.saturating_sub(self.board.last_heartbeat(w.slot)) > limit_ms;
@@ -660,7 +663,9 @@ impl Master<'_> {
                 }
                 continue;
             }
-            let on = match &stuck {
+            // An app call on the I/O thread (--threads 1) stops the
+            // heartbeat too, a moment before it counts as stuck: name it.
+            let on = match stuck.as_ref().or(running.as_ref().map(|(_, what)| what)) {
                 Some(what) => format!(" on {what}"),
                 None => " (no heartbeat)".to_owned(),
             };

@@ -1,0 +1,274 @@
+//! One response from messages to wire bytes: framing decided once from the
+//! head (oxgate-proto), a declared Content-Length as a ceiling, chunking,
+//! and small pieces coalesced into one write. Encoding never does I/O, so
+//! the same state is written out by the async connection task or, during
+//! an inline app call, synchronously by the app's own thread.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use bytes::Bytes;
+use oxgate_proto::response::response_framing;
+use oxgate_proto::{RequestHead, ResponseFraming, Version};
+
+use crate::handler::{ResponseHead, ResponseMsg};
+use crate::stream::Stream;
+use crate::sync_io;
+use crate::write::{chunk_header, simple_response, write_head};
+use tokio::io::AsyncWriteExt;
+
+/// Body pieces up to this size are copied next to their head or chunk
+/// framing, so a small response is one write; larger ones go as they are.
+const COALESCE: usize = 16 * 1024;
+
+/// Bytes waiting to go out, in order.
+enum Item {
+    Data(Bytes),
+    /// `len` bytes of `file` from `offset`, sent with sendfile(2).
+    File {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
+}
+
+pub struct Encoder {
+    is_head: bool,
+    version: Version,
+    pub(crate) keep_alive: bool,
+    pub(crate) status: u16,
+    pub(crate) resp_headers: Vec<(String, String)>,
+    framing: ResponseFraming,
+    declared: Option<u64>,
+    /// Body bytes accepted for sending (the access log's %(B)s).
+    pub(crate) body_sent: u64,
+    pub(crate) head_written: bool,
+    /// `End` (or `Whole`) was seen: the response is complete.
+    pub(crate) ended: bool,
+    /// The tail being coalesced; goes out after `items`.
+    out: Vec<u8>,
+    items: VecDeque<Item>,
+    /// Bytes of the `Data` items (files do not take memory).
+    in_items: usize,
+}
+
+impl Encoder {
+    pub(crate) fn new(head: &RequestHead) -> Self {
+        Encoder {
+            is_head: head.method == "HEAD",
+            version: head.version,
+            keep_alive: head.keep_alive,
+            status: 0,
+            resp_headers: Vec::new(),
+            framing: ResponseFraming::NoBody,
+            declared: None,
+            body_sent: 0,
+            head_written: false,
+            ended: false,
+            out: Vec::with_capacity(512),
+            items: VecDeque::new(),
+            in_items: 0,
+        }
+    }
+
+    /// Bytes encoded but not written yet.
+    pub(crate) fn queued(&self) -> usize {
+        self.in_items + self.out.len()
+    }
+
+    pub(crate) fn push(&mut self, msg: ResponseMsg) {
+        match msg {
+            ResponseMsg::Whole(head, body) => {
+                self.start(head, Some(body.len() as u64));
+                self.body(body);
+                self.finish();
+            }
+            ResponseMsg::Head(head) => self.start(head, None),
+            ResponseMsg::Body(data) => self.body(data),
+            ResponseMsg::File { file, offset, len } => {
+                let len = self.allowance(len);
+                if len > 0 {
+                    if self.framing == ResponseFraming::Chunked {
+                        chunk_header(&mut self.out, usize::try_from(len).unwrap_or(usize::MAX));
+                    }
+                    self.seal();
+                    self.items.push_back(Item::File { file, offset, len });
+                    self.body_sent += len;
+                    if self.framing == ResponseFraming::Chunked {
+                        self.out.extend_from_slice(b"\r\n");
+                    }
+                }
+            }
+            ResponseMsg::End => self.finish(),
+        }
+    }
+
+    /// Answer `status` ourselves instead of the app's response, if none of
+    /// it is out yet. Returns false when the head already went: the only
+    /// honest end then is cutting the connection.
+    pub(crate) fn replace(&mut self, status: u16, reason: &str) -> bool {
+        self.keep_alive = false;
+        if self.head_written {
+            return false;
+        }
+        self.status = status;
+        self.out.clear();
+        self.items.clear();
+        self.in_items = 0;
+        self.body_sent = simple_response(&mut self.out, status, reason, &[], false);
+        self.ended = true;
+        true
+    }
+
+    fn start(&mut self, mut head: ResponseHead, known: Option<u64>) {
+        self.status = head.status;
+        if self.is_head && head.content_length.is_none() {
+            // Tell a HEAD client the length its GET would have had.
+            head.content_length = known;
+        }
+        self.framing = response_framing(
+            self.is_head,
+            head.status,
+            head.content_length,
+            known,
+            self.version,
+        );
+        self.declared = match self.framing {
+            ResponseFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        if head.close || self.framing == ResponseFraming::CloseDelimited {
+            self.keep_alive = false;
+        }
+        write_head(
+            &mut self.out,
+            self.version,
+            &head,
+            self.framing,
+            self.keep_alive,
+        );
+        self.head_written = true;
+        self.resp_headers = head.headers;
+    }
+
+    /// How many of `len` more body bytes the framing lets through: a
+    /// declared Content-Length is a ceiling (extra bytes are not sent).
+    fn allowance(&self, len: u64) -> u64 {
+        match self.framing {
+            ResponseFraming::NoBody => 0,
+            _ => match self.declared {
+                Some(n) => len.min(n.saturating_sub(self.body_sent)),
+                None => len,
+            },
+        }
+    }
+
+    fn body(&mut self, data: Bytes) {
+        let n = usize::try_from(self.allowance(data.len() as u64)).unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        if self.framing == ResponseFraming::Chunked {
+            chunk_header(&mut self.out, n);
+        }
+        if n <= COALESCE {
+            self.out.extend_from_slice(&data[..n]);
+        } else {
+            self.seal();
+            self.in_items += n;
+            self.items.push_back(Item::Data(data.slice(..n)));
+        }
+        if self.framing == ResponseFraming::Chunked {
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.body_sent += n as u64;
+    }
+
+    fn finish(&mut self) {
+        self.ended = true;
+        if !self.head_written {
+            // End without a head cannot come from a correct app side.
+            self.replace(500, "Internal Server Error");
+            return;
+        }
+        match self.framing {
+            ResponseFraming::Chunked => self.out.extend_from_slice(b"0\r\n\r\n"),
+            ResponseFraming::Length(n) if self.body_sent < n => {
+                // Fewer bytes than declared: only closing tells the client.
+                log::warn!(
+                    "response ended after {} of {n} declared bytes",
+                    self.body_sent
+                );
+                self.keep_alive = false;
+            }
+            ResponseFraming::CloseDelimited => self.keep_alive = false,
+            _ => {}
+        }
+    }
+
+    /// Move the coalesced tail behind the queued items.
+    fn seal(&mut self) {
+        if !self.out.is_empty() {
+            let tail = std::mem::replace(&mut self.out, Vec::with_capacity(512));
+            self.in_items += tail.len();
+            self.items.push_back(Item::Data(Bytes::from(tail)));
+        }
+    }
+
+    /// Write everything encoded so far.
+    pub(crate) async fn write(&mut self, stream: &mut Stream) -> io::Result<()> {
+        while let Some(item) = self.items.pop_front() {
+            match item {
+                Item::Data(data) => {
+                    self.in_items -= data.len();
+                    stream.write_all(&data).await?;
+                }
+                Item::File { file, offset, len } => {
+                    let sent = stream.sendfile(&file, offset, len).await?;
+                    short_file(sent, len)?;
+                }
+            }
+        }
+        if !self.out.is_empty() {
+            // The common case: head and a small body in one write, from a
+            // buffer kept for the next response.
+            stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Write on `fd` from this thread, blocking, until no more than `keep`
+    /// bytes are left queued. For an app call running on the I/O thread,
+    /// where nothing else would write them.
+    pub(crate) fn write_sync(&mut self, fd: RawFd, stall: Duration, keep: usize) -> io::Result<()> {
+        self.seal();
+        while self.queued() > keep {
+            let Some(item) = self.items.pop_front() else {
+                break;
+            };
+            match item {
+                Item::Data(data) => {
+                    self.in_items -= data.len();
+                    sync_io::write_all(fd, &data, stall)?;
+                }
+                Item::File { file, offset, len } => {
+                    let sent = sync_io::sendfile(fd, file.as_raw_fd(), offset, len, stall)?;
+                    short_file(sent, len)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn short_file(sent: u64, len: u64) -> io::Result<()> {
+    if sent < len {
+        // The file shrank under us: the framing is now a lie.
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}

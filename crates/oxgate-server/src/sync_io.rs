@@ -1,0 +1,86 @@
+//! Blocking writes on a connection's non-blocking socket, for an app call
+//! running inline on the I/O thread whose response outgrew
+//! --response-buffer: nothing else can write while it runs, so it waits
+//! for the client itself, bounded by --write-timeout per stall.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// Write all of `data`; fails with TimedOut when no byte could be written
+/// for `stall`.
+pub fn write_all(fd: RawFd, mut data: &[u8], stall: Duration) -> io::Result<()> {
+    while !data.is_empty() {
+        // SAFETY: the caller guarantees `fd` is the connection's socket,
+        // open for the whole call; `data` is a valid, initialised slice.
+        // MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
+        let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            data = data.get(n as usize..).unwrap_or_default();
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => wait_writable(fd, stall)?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// sendfile(2) `len` bytes of `file` from `offset`; returns how many went
+/// (fewer when the file is shorter than promised).
+pub fn sendfile(fd: RawFd, file: RawFd, offset: u64, len: u64, stall: Duration) -> io::Result<u64> {
+    let mut off = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+        // SAFETY: both descriptors are open for the whole call (the caller
+        // guarantees the socket; the file is borrowed), and `off` is an
+        // exclusively borrowed off_t the kernel updates.
+        let n = unsafe { libc::sendfile(fd, file, &mut off, want) };
+        if n > 0 {
+            left -= n as u64;
+            continue;
+        }
+        if n == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => wait_writable(fd, stall)?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(e),
+        }
+    }
+    Ok(len - left)
+}
+
+fn wait_writable(fd: RawFd, stall: Duration) -> io::Result<()> {
+    let ms = libc::c_int::try_from(stall.as_millis()).unwrap_or(libc::c_int::MAX);
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, exclusively borrowed for the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n > 0 {
+            // POLLERR/POLLHUP also end the wait: the next send reports it.
+            return Ok(());
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading (write timeout)",
+            ));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+"""For tests/test_inline.py: which thread runs the app, and big responses.
+
+/thread      the app thread's kind: "main" (the worker's I/O thread) or "other"
+/sleep       ?s=SECONDS, then the thread kind
+/big         ?mib=N (at most 64): N MiB from a generator, records close:big
+/write       ?mib=N: N MiB through write(), records close:write
+Bodies are a repeating 0..255 byte pattern, so a client can check every byte.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import parse_qs
+
+from _events import record
+
+PATTERN = bytes(range(256)) * 256  # 64 KiB
+
+
+def thread_kind() -> bytes:
+    return b"main" if threading.current_thread() is threading.main_thread() else b"other"
+
+
+class Big:
+    def __init__(self, chunks: int, tag: str):
+        self.chunks, self.tag = chunks, tag
+
+    def __iter__(self):
+        for _ in range(self.chunks):
+            yield PATTERN
+
+    def close(self):
+        record(f"close:{self.tag}")
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    qs = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    if path in ("/thread", "/sleep"):
+        if path == "/sleep":
+            time.sleep(min(float(qs.get("s", "0.1")), 5.0))
+        body = thread_kind()
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+    mib = min(int(qs.get("mib", "1")), 64)
+    chunks = mib * 16
+    if path == "/big":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return Big(chunks, "big")
+    if path == "/write":
+        write = start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Length", str(chunks * len(PATTERN))),
+            ],
+        )
+        try:
+            for _ in range(chunks):
+                write(PATTERN)
+        finally:
+            record("close:write")
+        return []
+    start_response("404 Not Found", [("Content-Length", "0")])
+    return []

@@ -1,0 +1,87 @@
+"""--threads 1 runs fast apps on the worker's I/O thread (no hand-off): big
+responses still stream with a bounded buffer, a client that stops reading is cut
+by --write-timeout, and slow apps move to the app thread so the I/O thread keeps
+serving."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from support import read_events, simple_request, wait_event
+
+APP = "inline_app"
+PATTERN = bytes(range(256)) * 256
+
+
+def thread_of(server) -> str:
+    conn = server.connect()
+    try:
+        conn.send(simple_request("GET", "/thread"))
+        return conn.read_response().body.decode()
+    finally:
+        conn.close()
+
+
+def read_slowly(conn, total: int) -> bytes:
+    """Wait before reading, so the server's writes block; then read everything."""
+    time.sleep(0.5)
+    resp = conn.read_response()
+    assert resp.status == 200
+    assert len(resp.body) == total
+    return resp.body
+
+
+def test_a_fast_app_runs_on_the_io_thread_and_a_slow_one_moves_off_it(oxgate):
+    server = oxgate(APP, "--threads", "1")
+    assert {thread_of(server) for _ in range(5)} == {"main"}
+    conn = server.connect()
+    conn.send(simple_request("GET", "/sleep?s=0.2"))
+    assert conn.read_response().body == b"main"  # it could not know beforehand
+    conn.close()
+    # Slow lately: the next calls go through the app thread...
+    assert thread_of(server) == "other"
+    # ...until fast calls bring the average down again.
+    kinds = [thread_of(server) for _ in range(80)]
+    assert kinds[-1] == "main", kinds
+
+
+def test_more_threads_never_run_on_the_io_thread(oxgate):
+    server = oxgate(APP, "--threads", "2")
+    assert {thread_of(server) for _ in range(10)} == {"other"}
+
+
+def test_a_big_streamed_response_to_a_slow_reader_arrives_whole(oxgate, events_file):
+    # 8 MiB through a 256 KiB buffer: the I/O thread writes from inside the call.
+    server = oxgate(APP, "--threads", "1", "--response-buffer", "262144")
+    conn = server.connect()
+    conn.send(simple_request("GET", "/big?mib=8"))
+    body = read_slowly(conn, 8 << 20)
+    assert body == PATTERN * 128
+    wait_event(events_file, "close:big")
+    # The connection is still good for another request.
+    conn.send(simple_request("GET", "/thread"))
+    assert conn.read_response().status == 200
+    conn.close()
+
+
+def test_write_callable_past_the_buffer_streams_too(oxgate, events_file):
+    server = oxgate(APP, "--threads", "1", "--response-buffer", "131072")
+    conn = server.connect()
+    conn.send(simple_request("GET", "/write?mib=4"))
+    assert read_slowly(conn, 4 << 20) == PATTERN * 64
+    wait_event(events_file, "close:write")
+    conn.close()
+
+
+def test_a_client_that_stops_reading_is_cut_and_the_worker_serves_on(oxgate, events_file):
+    server = oxgate(APP, "--threads", "1", "--response-buffer", "65536", "--write-timeout", "1")
+    stuck = server.connect()
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.send(simple_request("GET", "/big?mib=32"))
+    # The app's sends fail once the write stalls for 1 s: close() runs.
+    wait_event(events_file, "close:big", timeout=10)
+    assert thread_of(server) in ("main", "other")
+    assert "ERROR" not in server.stderr_text()
+    assert "close:big" in read_events(events_file)
+    stuck.close()
