@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import signal
 import statistics
 import subprocess
@@ -103,7 +104,7 @@ def run_one(sc: Scenario, server: Server, args: argparse.Namespace, tmp: Path) -
     script = BENCH / "wrk" / sc.script if sc.script else None
     url = f"http://127.0.0.1:{port}{sc.path}"
     wrk = measure.wrk_cmd(url, conns, args.duration, script)
-    row.update(command=" ".join(cmd), wrk=" ".join(wrk), pinned=sc.workers == 1)
+    row.update(command=shlex.join(cmd), wrk=shlex.join(wrk), pinned=sc.workers == 1)
     env = {
         **os.environ,
         "PYTHONPATH": str(APPS),
@@ -121,6 +122,13 @@ def run_one(sc: Scenario, server: Server, args: argparse.Namespace, tmp: Path) -
             rss, master = measure.rss_split(srv.proc.pid)
     except (RuntimeError, subprocess.SubprocessError, OSError) as e:
         return {**row, "status": "failed", "reason": f"{e} -- log: {tail(log)}"}
+    if idle := [r for r in reps if not r.wrk.requests]:
+        return {
+            **row,
+            "status": "failed",
+            "reason": f"wrk completed no request in {len(idle)} "
+            f"of {len(reps)} reps (server hung?) -- log: {tail(log)}",
+        }
     med = statistics.median
     return {
         **row,
@@ -156,7 +164,7 @@ def ceiling(scenario: str, app: str, path: str, seconds: float) -> dict:
     return {
         "scenario": scenario,
         "status": "ok",
-        "command": " ".join(cmd),
+        "command": shlex.join(cmd),
         **json.loads(out.stdout),
     }
 

@@ -136,15 +136,20 @@ def granian(blocking: int | None) -> Command:
 
 
 def uwsgi(app: str, port: int, workers: int, tmp: Path) -> list[str]:
-    # --http11-socket: the http-socket with HTTP/1.1 keep-alive (plain --http-socket
-    # closes every connection). --master so that TERM has a supervisor to stop.
+    # --http-socket closes each connection, as gunicorn's sync worker does. Not
+    # --http11-socket: its keep-alive lets one sync process serve one connection until
+    # it closes (the other 63 starve), and it hangs on a response without Content-Length.
+    # It does not say so, and wrk counts the close as a read error: --add-header does.
+    # --master so that TERM has a supervisor to stop.
     return [
         str(VENV_BIN / "uwsgi"),
-        "--http11-socket",
+        "--http-socket",
         f"127.0.0.1:{port}",
         "--master",
         "--processes",
         str(workers),
+        "--add-header",
+        "Connection: close",
         "--disable-logging",
         "--die-on-term",
         "--need-app",

@@ -1,6 +1,5 @@
 """The WSGI callables every server in bench/compare.py serves, one per scenario.
-Plain PEP 3333 code with no server-specific paths; Django loads only when asked
-for `benchapps:django`, so the other scenarios' RSS does not include it."""
+Plain PEP 3333 code with no server-specific paths."""
 
 from __future__ import annotations
 
@@ -66,13 +65,17 @@ def file(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     return wrapper(f, 65536)
 
 
-def __getattr__(name: str) -> Any:
-    """`benchapps:django` (PEP 562): the bench Django project, loaded on first use."""
-    if name == "django":
+_django: Callable[..., Iterable[bytes]] | None = None
+
+
+def django(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """The bench Django project (bench/apps/djsite), loaded on the first call so that
+    the other scenarios' RSS does not include Django. A plain function rather than a
+    module __getattr__: uWSGI looks the callable up in the module's dict."""
+    global _django
+    if _django is None:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djsite.settings")
         from django.core.wsgi import get_wsgi_application
 
-        app = get_wsgi_application()
-        globals()["django"] = app
-        return app
-    raise AttributeError(name)
+        _django = get_wsgi_application()
+    return _django(environ, start_response)
