@@ -241,6 +241,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=BENCH / "results", help="where latest.json goes")
     ap.add_argument("--docs", type=Path, default=REPO / "docs", help="benchmarks.md/png; '-': none")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the JSON")
+    ap.add_argument("--strict", action="store_true", help="exit 1 if a run or ceiling failed")
     args = ap.parse_args()
     result_file = args.out / "latest.json"
     if not args.report_only:
@@ -278,6 +279,15 @@ def main() -> None:
         results = json.loads(result_file.read_text())
         report.write(results, args.docs)
         print(f"wrote {args.docs}/benchmarks.md and benchmarks.png")
+    if args.strict:
+        results = json.loads(result_file.read_text())
+        failed = [
+            f"{r['scenario']}/{r.get('server', 'python ceiling')}"
+            for r in results["runs"] + results["ceilings"]
+            if r["status"] == "failed"
+        ]
+        if failed:
+            raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
