@@ -120,8 +120,16 @@ def run_one(sc: Scenario, server: Server, args: argparse.Namespace, tmp: Path) -
                 measure.run_wrk(measure.wrk_cmd(url, conns, args.warmup, script), args.warmup)
             reps = [measure.measured(wrk, args.duration, srv.proc.pid) for _ in range(args.reps)]
             rss, master = measure.rss_split(srv.proc.pid)
+            exited = srv.proc.poll()
     except (RuntimeError, subprocess.SubprocessError, OSError) as e:
         return {**row, "status": "failed", "reason": f"{e} -- log: {tail(log)}"}
+    if exited is not None:
+        return {
+            **row,
+            "status": "failed",
+            "reason": f"server exited during the run (code "
+            f"{exited}) after {sum(r.wrk.requests for r in reps)} requests -- log: {tail(log)}",
+        }
     if idle := [r for r in reps if not r.wrk.requests]:
         return {
             **row,
@@ -247,6 +255,7 @@ def main() -> None:
     if not args.report_only:
         # TERM (e.g. from a CI timeout) unwinds like Ctrl-C, so every server is stopped.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignored
         servers = pick(args.only_servers, [s.name for s in SERVERS])
         scenarios = pick(args.only_scenarios, [s.name for s in SCENARIOS])
         results = {

@@ -121,7 +121,7 @@ def to_ms(value: str) -> float:
 
 
 def parse_wrk(out: str) -> WrkResult:
-    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))  # wrk pads "1.10s "
     req = re.search(r"^\s*(\d+) requests in", out, re.M)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not (req and rps and "50" in lat and "99" in lat):

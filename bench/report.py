@@ -11,6 +11,20 @@ Row = dict[str, Any]
 PEER_EXCLUDE = ("oxgate", "nginx")  # not peers: ourselves and the HTTP ceiling
 
 
+NOTES = [
+    "- gunicorn's sync worker and uWSGI's `--http-socket` close the connection after each "
+    "response (no keep-alive), so wrk reconnects for every request; uWSGI is told to say "
+    "`Connection: close`, or wrk counts each close as a read error.",
+    "- uWSGI's `--http-socket` ends a response without Content-Length by closing the "
+    "connection instead of chunking it: wrk counts that as a read error per response "
+    "(*chunked* scenario).",
+    "- `--http11-socket` (uWSGI with keep-alive) is not used: one process then serves one "
+    "connection until the client closes it, and the other 63 wait.",
+    "- waitress (a thread pool) and bjoern (one event loop) have no multi-process mode; "
+    "fastwsgi forks its workers itself.",
+]
+
+
 def is_peer(name: str) -> bool:
     return not name.startswith(PEER_EXCLUDE)
 
@@ -92,6 +106,7 @@ def markdown(res: dict[str, Any]) -> str:
         "RSS: the workers' VmRSS sum after the run; (+N) is the master's.",
         "- ÷ oxgate: against `oxgate` (1 thread); ÷ best peer: against the fastest server other "
         "than oxgate and nginx. A run with non-2xx answers or socket errors is flagged ⚠.",
+        *NOTES,
         "",
         "![requests per second](benchmarks.png)",
         "",
