@@ -180,7 +180,10 @@ def chart(res: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("requests/s (median)", fontsize=8)
     for ax in list(axes.flat)[len(scs) :]:
         ax.axis("off")
-    fig.suptitle(f"oxgate and peers, 1 worker unless noted — {res['meta']['date']}")
+    fig.suptitle(
+        f"requests/s, 1 worker unless noted, {res['meta']['date']} — orange: oxgate, "
+        "grey: nginx (HTTP ceiling), ⚠: non-2xx or socket errors (see docs/benchmarks.md)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
