@@ -17,8 +17,10 @@ PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 DIST := dist
 SERVE_VENV := .venv
 SERVE_BIND ?= 127.0.0.1:8000
+# Extra options of bench/compare.py for `make bench`, e.g. BENCH_ARGS="--duration 3 --reps 1".
+BENCH_ARGS ?=
 
-.PHONY: help build lint test-rust test-py test fuzz-smoke fuzz serve-example clean
+.PHONY: help build lint test-rust test-py test fuzz-smoke fuzz bench bench-smoke serve-example clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,7 +73,25 @@ fuzz-smoke: ## build the cargo-fuzz targets and run each for FUZZ_SMOKE_SECONDS 
 fuzz: ## run each fuzz target for FUZZ_SECONDS (600), at nice 19
 	nice -n 19 bash fuzz/run $(FUZZ_SECONDS)
 
-test: lint test-rust fuzz-smoke build test-py ## everything CI runs: lint, Rust tests, fuzz smoke, build, end-to-end tests
+# bench/install.sh fills .venv-bench (newest pyenv CPython) with the wheel from dist/, Django
+# and the peers, and apt-installs wrk, nginx and libev-dev if missing; a second run is fast.
+# The full run takes about 50 minutes with the defaults (10 s x 3 reps, see docs/benchmarks.md).
+bench: build ## oxgate vs its peers (wrk): writes bench/results/latest.json, docs/benchmarks.md/.png
+	bash bench/install.sh full
+	.venv-bench/bin/python bench/compare.py $(BENCH_ARGS)
+
+# Proves bench/compare.py works: oxgate and gunicorn on every scenario for 1 s, and the
+# in-process ceiling, then the report rewritten from the JSON alone; all into a temp dir
+# (docs/ untouched). No compiled peers, no nginx. Needs a wheel in dist/ (`make build`).
+bench-smoke: ## a seconds-long run of bench/compare.py into a temp dir (CI)
+	bash bench/install.sh smoke
+	@set -euo pipefail; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	.venv-bench/bin/python bench/compare.py --duration 1 --reps 1 --warmup 0 --strict \
+	  --only-servers oxgate,gunicorn-sync --out "$$out" --docs "$$out"; \
+	.venv-bench/bin/python bench/compare.py --report-only --strict --out "$$out" --docs "$$out"; \
+	test -s "$$out/benchmarks.md" && test -s "$$out/benchmarks.png"
+
+test: lint test-rust fuzz-smoke build test-py bench-smoke ## everything CI runs: lint, Rust tests, fuzz smoke, build, end-to-end tests, bench smoke
 
 serve-example: build ## build, install into .venv, migrate examples/django_site and serve it on :8000
 	@set -euo pipefail; \
@@ -86,5 +106,5 @@ serve-example: build ## build, install into .venv, migrate examples/django_site 
 	  --bind $(SERVE_BIND) --access-logfile -
 
 clean: ## remove build output and the test virtualenvs
-	rm -rf $(DIST) target .venv .venv-3.* .pytest_cache .ruff_cache
+	rm -rf $(DIST) target .venv .venv-3.* .venv-bench .pytest_cache .ruff_cache bench/results
 	rm -rf fuzz/target fuzz/seeds fuzz/logs

@@ -1,0 +1,84 @@
+"""The Python ceiling: call one bench app in a loop for N seconds with a prepared
+environ, no server and no socket, and print calls/s and µs per call as JSON.
+bench/compare.py runs it pinned to CPU 0, like the servers.
+
+    python bench/ceiling.py benchapps:hello / SECONDS
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))
+
+
+def environ(path: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "ceiling",
+        "HTTP_ACCEPT": "*/*",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+
+def main() -> None:
+    target, path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    module, _, name = target.partition(":")
+    app = getattr(importlib.import_module(module), name)
+    base = environ(path)
+    status: list[str] = []
+
+    def start_response(s: str, headers: list, exc_info: Any = None) -> None:
+        status.append(s)
+
+    calls = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    while True:
+        for _ in range(100):  # the clock read stays out of the per-call cost
+            env = dict(base)
+            env["wsgi.input"] = io.BytesIO()
+            body = app(env, start_response)
+            for _chunk in body:
+                pass
+            if hasattr(body, "close"):
+                body.close()
+        calls += 100
+        if (now := time.perf_counter()) >= end:
+            break
+    elapsed = now - t0
+    if not status[-1].startswith("200"):
+        raise SystemExit(f"{target} {path}: {status[-1]}")
+    print(
+        json.dumps(
+            {
+                "calls": calls,
+                "seconds": elapsed,
+                "calls_per_s": calls / elapsed,
+                "us_per_call": elapsed / calls * 1e6,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
