@@ -23,6 +23,8 @@ const DRAIN_LIMIT: u64 = 1024 * 1024;
 
 pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>) {
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    // The response buffer, kept from one response to the next.
+    let mut spare = Vec::with_capacity(512);
     let mut first = true;
     loop {
         let head = match read_head(&mut stream, &mut buf, &shared, first).await {
@@ -53,12 +55,18 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
                 return;
             }
         };
-        let mut exchange = Exchange::new(&head);
         let inline = pump.is_none() && shared.handler.inline();
+        let out = std::mem::take(&mut spare);
+        let (out, inline_out) = if inline {
+            (Vec::new(), out)
+        } else {
+            (out, Vec::new())
+        };
+        let mut exchange = Exchange::new(&head, out);
         let (responder, call) = if inline {
             // The app runs here and now, on this thread: no hand-off.
             let (responder, call) = Responder::inline(
-                Encoder::new(&head),
+                Encoder::new(&head, inline_out),
                 stream.raw_fd(),
                 settings.write_timeout,
                 settings.response_buffer,
@@ -112,6 +120,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
                 shared.settings.request_timeout.map_or(0, |t| t.as_secs())
             );
         }
+        spare = exchange.enc.take_buffer();
         let enc = &exchange.enc;
         if let Some(log) = &shared.access_log {
             log.write(&AccessEntry {
@@ -185,9 +194,9 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn new(head: &RequestHead) -> Self {
+    fn new(head: &RequestHead, out: Vec<u8>) -> Self {
         Exchange {
-            enc: Encoder::new(head),
+            enc: Encoder::new(head, out),
             timed_out: false,
         }
     }

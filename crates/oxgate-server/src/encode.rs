@@ -56,7 +56,10 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub(crate) fn new(head: &RequestHead) -> Self {
+    /// An encoder for the response to `head`, writing into `out` (a
+    /// buffer kept from the connection's last response, or a new one).
+    pub(crate) fn new(head: &RequestHead, mut out: Vec<u8>) -> Self {
+        out.clear();
         Encoder {
             is_head: head.method == "HEAD",
             version: head.version,
@@ -68,10 +71,15 @@ impl Encoder {
             body_sent: 0,
             head_written: false,
             ended: false,
-            out: Vec::with_capacity(512),
+            out,
             items: VecDeque::new(),
             in_items: 0,
         }
+    }
+
+    /// The write buffer, for the connection's next response.
+    pub(crate) fn take_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
     }
 
     /// Bytes encoded but not written yet.
