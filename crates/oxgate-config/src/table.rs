@@ -221,7 +221,10 @@ pub static SETTINGS: &[Setting] = &[
         default: "1",
         help: "The number of threads per worker that run the application.",
         doc: "Each worker process runs the application on this many Python threads, \
-              so a worker serves this many requests at once.",
+              so a worker serves this many requests at once. With 1, the worker's I/O \
+              thread calls a fast app itself (no hand-off between threads) and passes \
+              requests to its app thread once calls average more than a millisecond; \
+              see docs/threads.md.",
     },
     Setting {
         name: "worker_connections",
