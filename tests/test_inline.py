@@ -85,3 +85,13 @@ def test_a_client_that_stops_reading_is_cut_and_the_worker_serves_on(oxgate, eve
     assert "ERROR" not in server.stderr_text()
     assert "close:big" in read_events(events_file)
     stuck.close()
+
+
+def test_a_write_to_a_broken_pipe_raises_in_the_app_and_the_worker_lives(oxgate):
+    server = oxgate(APP)
+    conn = server.connect()
+    conn.send(simple_request("GET", "/pipe"))
+    assert conn.read_response().body == b"epipe"
+    conn.close()
+    assert thread_of(server) == "main"
+    assert "killed by signal" not in server.stderr_text()

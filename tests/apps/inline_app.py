@@ -4,11 +4,13 @@
 /sleep       ?s=SECONDS, then the thread kind
 /big         ?mib=N (at most 64): N MiB from a generator, records close:big
 /write       ?mib=N: N MiB through write(), records close:write
+/pipe        writes to a pipe whose reader is gone: "epipe" if that raised BrokenPipeError
 Bodies are a repeating 0..255 byte pattern, so a client can check every byte.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from urllib.parse import parse_qs
@@ -41,6 +43,20 @@ def application(environ, start_response):
         if path == "/sleep":
             time.sleep(min(float(qs.get("s", "0.1")), 5.0))
         body = thread_kind()
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+    if path == "/pipe":
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            os.write(w, b"x")
+            body = b"written"
+        except BrokenPipeError:
+            body = b"epipe"
+        finally:
+            os.close(w)
         start_response(
             "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
         )

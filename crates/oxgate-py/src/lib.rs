@@ -13,6 +13,7 @@ mod file_wrapper;
 mod hooks;
 mod input;
 mod pool;
+mod pybytes;
 mod reloader;
 mod respond;
 mod start_response;

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::os::fd::BorrowedFd;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use oxgate_server::{Request, ResponseMsg};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
@@ -15,6 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use crate::environ::{build_environ, AppContext};
 use crate::file_wrapper::FileWrapper;
 use crate::input::WsgiInput;
+use crate::pybytes::to_bytes;
 use crate::start_response::{
     lock, send_body, send_msg, send_whole, set_length_if_missing, type_name, Core, SendError,
     SharedCore, StartResponse,
@@ -138,6 +139,11 @@ fn drive_inner(
 ) -> PyResult<Result<(), SendError>> {
     // A list or tuple is all in memory: one write with a Content-Length.
     if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        if result.len()? == 1 {
+            if let Some(item) = result.try_iter()?.next() {
+                return Ok(send_whole(py, core, to_bytes(body_bytes(&item?)?)));
+            }
+        }
         let mut whole = BytesMut::new();
         for item in result.try_iter()? {
             whole.extend_from_slice(body_bytes(&item?)?.as_bytes());
@@ -147,7 +153,7 @@ fn drive_inner(
     // PEP 3333: any iterable with a len() of 1 has a known length too.
     if result.get_type().hasattr("__len__")? && result.len().is_ok_and(|n| n == 1) {
         if let Some(item) = result.try_iter()?.next() {
-            let body = Bytes::copy_from_slice(body_bytes(&item?)?.as_bytes());
+            let body = to_bytes(body_bytes(&item?)?);
             return Ok(send_whole(py, core, body));
         }
     }
@@ -159,7 +165,7 @@ fn drive_inner(
     for item in result.try_iter()? {
         let item = item?;
         let chunk = body_bytes(&item)?;
-        if let Err(e) = send_body(py, core, Bytes::copy_from_slice(chunk.as_bytes())) {
+        if let Err(e) = send_body(py, core, to_bytes(chunk)) {
             return Ok(Err(e));
         }
     }

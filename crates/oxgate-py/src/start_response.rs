@@ -230,7 +230,7 @@ impl Write {
         let bytes = data.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data)))
         })?;
-        send_body(py, &self.core, Bytes::copy_from_slice(bytes.as_bytes()))?;
+        send_body(py, &self.core, crate::pybytes::to_bytes(bytes))?;
         Ok(())
     }
 }

@@ -57,10 +57,16 @@ pub async fn prepare(
         BodyFraming::Length(n) => Kind::Length(n),
         BodyFraming::Chunked => Kind::Chunked(ChunkedDecoder::new(max_line)),
     };
-    let mut pump = kind.into_pump(max_body.unwrap_or(u64::MAX));
     if head.expect_continue {
+        let pump = kind.into_pump(max_body.unwrap_or(u64::MAX));
         return Ok(streaming(pump, Bytes::new(), true));
     }
+    if let Kind::Length(n) = kind {
+        if let Some(n) = usize::try_from(n).ok().filter(|n| *n <= limit) {
+            return read_whole(stream, buf, n, wait).await;
+        }
+    }
+    let mut pump = kind.into_pump(max_body.unwrap_or(u64::MAX));
     let mut collected = BytesMut::new();
     loop {
         match pump.decode(buf)? {
@@ -86,6 +92,27 @@ pub async fn prepare(
             }
         }
     }
+}
+
+/// A body of `n` bytes that fits the body buffer: read into the
+/// connection's buffer with room for all of it (a few large reads rather
+/// than many small ones) and split off without copying.
+async fn read_whole(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    n: usize,
+    wait: Duration,
+) -> Result<Prepared, ProtoError> {
+    while buf.len() < n {
+        buf.reserve(n - buf.len());
+        match timeout(wait, stream.read_buf(buf)).await {
+            Ok(Ok(got)) if got > 0 => {}
+            Ok(_) => return Err(ProtoError::BadRequest("incomplete request body")),
+            // --body-timeout: the body stalled.
+            Err(_) => return Err(ProtoError::RequestTimeout),
+        }
+    }
+    Ok(Prepared::Ready(RequestBody::Full(buf.split_to(n).freeze())))
 }
 
 fn streaming(pump: Pump, first: Bytes, expect_continue: bool) -> Prepared {

@@ -3,21 +3,26 @@
 //! --response-buffer: nothing else can write while it runs, so it waits
 //! for the client itself, bounded by --write-timeout per stall.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-/// Write all of `data`; fails with TimedOut when no byte could be written
+/// One sendmsg(2) of `slices`, waiting while the socket is full; returns
+/// how many bytes went. Fails with TimedOut when nothing could be written
 /// for `stall`.
-pub fn write_all(fd: RawFd, mut data: &[u8], stall: Duration) -> io::Result<()> {
-    while !data.is_empty() {
+pub fn write_vectored(fd: RawFd, slices: &[IoSlice<'_>], stall: Duration) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is ABI-compatible with iovec (std guarantees it on unix).
+    msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = slices.len();
+    loop {
         // SAFETY: the caller guarantees `fd` is the connection's socket,
-        // open for the whole call; `data` is a valid, initialised slice.
-        // MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
-        let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+        // open for the whole call; `msg` points at `slices`, which outlive
+        // the call. MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
         if n >= 0 {
-            data = data.get(n as usize..).unwrap_or_default();
-            continue;
+            return Ok(n as usize);
         }
         let e = io::Error::last_os_error();
         match e.kind() {
@@ -26,7 +31,6 @@ pub fn write_all(fd: RawFd, mut data: &[u8], stall: Duration) -> io::Result<()> 
             _ => return Err(e),
         }
     }
-    Ok(())
 }
 
 /// sendfile(2) `len` bytes of `file` from `offset`; returns how many went

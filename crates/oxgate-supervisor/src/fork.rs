@@ -59,7 +59,7 @@ pub fn fork(host: &mut dyn ForkHooks) -> io::Result<Forked> {
         return Err(err);
     }
     if pid == 0 {
-        signals::reset_dispositions();
+        signals::worker_dispositions();
         signals::restore(&old);
         return Ok(Forked::Child);
     }

@@ -130,6 +130,14 @@ pub fn reset_dispositions() {
     }
 }
 
+/// A worker's dispositions: the defaults, except SIGPIPE ignored as the
+/// interpreter has it, so a write to a closed socket or pipe fails with
+/// EPIPE (BrokenPipeError in Python) instead of killing the worker.
+pub fn worker_dispositions() {
+    reset_dispositions();
+    let _ = set_handler(libc::SIGPIPE, libc::SIG_IGN);
+}
+
 fn set_handler(sig: libc::c_int, handler: usize) -> io::Result<()> {
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
     // `handler` is SIG_DFL or an extern "C" fn(c_int) that only does
