@@ -34,6 +34,8 @@ import report
 from peers import APPS, BENCH, SCENARIOS, SERVERS, Scenario, Server
 
 REPO = BENCH.parent
+# Seconds between wrk runs against one server.
+SETTLE = 0.5
 CEILINGS = [
     ("hello", "benchapps:hello", "/"),
     ("django-json", "benchapps:django", "/json"),
@@ -118,7 +120,13 @@ def run_one(sc: Scenario, server: Server, args: argparse.Namespace, tmp: Path) -
             measure.wait_ready(port, sc.path, srv.alive)
             if args.warmup > 0:
                 measure.run_wrk(measure.wrk_cmd(url, conns, args.warmup, script), args.warmup)
-            reps = [measure.measured(wrk, args.duration, srv.proc.pid) for _ in range(args.reps)]
+            reps = []
+            for _ in range(args.reps):
+                # wrk leaves up to `conns` requests behind when it stops; let every
+                # server finish them before the next run counts (a server with a
+                # bounded queue would otherwise refuse the newcomers).
+                time.sleep(SETTLE)
+                reps.append(measure.measured(wrk, args.duration, srv.proc.pid))
             rss, master = measure.rss_split(srv.proc.pid)
             exited = srv.proc.poll()
     except (RuntimeError, subprocess.SubprocessError, OSError) as e:
