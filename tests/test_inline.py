@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import time
 
+from processes import ClientLoop
 from support import read_events, simple_request, wait_event
 
 APP = "inline_app"
@@ -44,6 +45,23 @@ def test_a_fast_app_runs_on_the_io_thread_and_a_slow_one_moves_off_it(oxgate):
     # ...until fast calls bring the average down again.
     kinds = [thread_of(server) for _ in range(80)]
     assert kinds[-1] == "main", kinds
+
+
+def test_under_steady_load_the_io_thread_takes_the_app_back_after_a_slow_call(oxgate):
+    server = oxgate(APP, "--threads", "1")
+    conn = server.connect()
+    conn.send(simple_request("GET", "/sleep?s=0.2"))
+    assert conn.read_response().status == 200
+    conn.close()
+    assert thread_of(server) == "other"
+    # Eight clients never let the worker idle: the app thread always has work
+    # queued unless new requests wait for it instead of joining the queue.
+    load = ClientLoop(server.port, "/thread", clients=8, per_client=150).start()
+    load.join(60)
+    assert not load.failures, load.failures
+    kinds = [r.body for r in load.responses]
+    assert len(kinds) == 8 * 150
+    assert kinds[-200:].count(b"main") > 190, kinds[-200:].count(b"main")
 
 
 def test_more_threads_never_run_on_the_io_thread(oxgate):
