@@ -1,6 +1,7 @@
 """For tests/test_inline.py: which thread runs the app, and big responses.
 
 /thread      the app thread's kind: "main" (the worker's I/O thread) or "other"
+/stats       how many /thread calls ran on each kind since the last /stats, as JSON
 /sleep       ?s=SECONDS, then the thread kind
 /big         ?mib=N (at most 64): N MiB from a generator, records close:big
 /write       ?mib=N: N MiB through write(), records close:write
@@ -10,6 +11,7 @@ Bodies are a repeating 0..255 byte pattern, so a client can check every byte.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -18,6 +20,8 @@ from urllib.parse import parse_qs
 from _events import record
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB
+_counts = {"main": 0, "other": 0}
+_counts_lock = threading.Lock()
 
 
 def thread_kind() -> bytes:
@@ -39,6 +43,17 @@ class Big:
 def application(environ, start_response):
     path = environ["PATH_INFO"]
     qs = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    if path == "/stats":
+        with _counts_lock:
+            body = json.dumps(_counts).encode()
+            _counts.update(main=0, other=0)
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+    if path == "/thread":
+        with _counts_lock:
+            _counts[thread_kind().decode()] += 1
     if path in ("/thread", "/sleep"):
         if path == "/sleep":
             time.sleep(min(float(qs.get("s", "0.1")), 5.0))

@@ -11,16 +11,15 @@
 //! app works. A lane lock keeps it to one request at a time, as
 //! `--threads 1` promises.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use oxgate_server::{Handler, NotInline, Request, RequestBody};
+use oxgate_server::{Handler, Request};
 use oxgate_supervisor::WorkerContext;
 use pyo3::prelude::*;
-use tokio::sync::Notify;
 
 use crate::environ::AppContext;
 use crate::hooks::{self, Hooks};
@@ -44,10 +43,6 @@ struct Lane {
     freed: Condvar,
     /// The app thread waits for the lane.
     wanted: AtomicUsize,
-    /// The app thread runs a request whose body streams.
-    streaming: AtomicBool,
-    /// Connections waiting for the app thread's call to end.
-    freed_io: Notify,
 }
 
 impl Lane {
@@ -78,13 +73,6 @@ impl Lane {
             self.freed.notify_one();
         }
     }
-
-    /// The app thread's call ended: connections told to wait may go.
-    fn give_from_app_thread(&self) {
-        self.streaming.store(false, Ordering::Release);
-        self.give();
-        self.freed_io.notify_waiters();
-    }
 }
 
 impl Handler for Pool {
@@ -98,29 +86,21 @@ impl Handler for Pool {
         self.shared.lane.is_some()
     }
 
-    fn call_inline(&self, req: Request) -> Result<(), NotInline> {
+    fn call_inline(&self, req: Request) -> Result<(), Box<Request>> {
         let Some(lane) = &self.shared.lane else {
-            return Err(NotInline::Queue(Box::new(req)));
+            return Err(Box::new(req));
         };
-        if lane.recent.load(Ordering::Relaxed) > INLINE_MAX_NANOS {
-            return Err(NotInline::Queue(Box::new(req)));
-        }
-        if !lane.try_take() {
-            // The app thread has it: wait for a short call, queue behind a
-            // streamed body (which takes as long as its client).
-            return Err(if lane.streaming.load(Ordering::Acquire) {
-                NotInline::Queue(Box::new(req))
-            } else {
-                NotInline::Busy(Box::new(req))
-            });
+        // Queued requests go first: the app thread has them, or will.
+        if lane.recent.load(Ordering::Relaxed) > INLINE_MAX_NANOS
+            || lane.wanted.load(Ordering::Acquire) > 0
+            || !self.tx.is_empty()
+            || !lane.try_take()
+        {
+            return Err(Box::new(req));
         }
         Python::attach(|py| run(py, &self.shared, req, 0));
         lane.give();
         Ok(())
-    }
-
-    fn lane_freed(&self) -> Option<&Notify> {
-        self.shared.lane.as_ref().map(|lane| &lane.freed_io)
     }
 }
 
@@ -155,8 +135,6 @@ pub fn start(
             recent: AtomicU64::new(0),
             busy: Mutex::new(false),
             freed: Condvar::new(),
-            streaming: AtomicBool::new(false),
-            freed_io: Notify::new(),
             wanted: AtomicUsize::new(0),
         }),
     });
@@ -177,15 +155,11 @@ fn serve(rx: Receiver<Request>, shared: Arc<Shared>, index: usize) {
         while let Ok(req) = py.detach(|| rx.recv()) {
             match &shared.lane {
                 Some(lane) => {
-                    // Said before taking the lane, so the I/O thread never
-                    // waits for a body that takes as long as its client.
-                    let streams = matches!(req.body, RequestBody::Stream(_));
-                    lane.streaming.store(streams, Ordering::Release);
                     lane.wanted.fetch_add(1, Ordering::AcqRel);
                     py.detach(|| lane.take());
                     lane.wanted.fetch_sub(1, Ordering::AcqRel);
                     run(py, &shared, req, index);
-                    lane.give_from_app_thread();
+                    lane.give();
                 }
                 None => run(py, &shared, req, index),
             }

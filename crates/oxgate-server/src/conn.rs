@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use oxgate_proto::{parse_head, Parsed, ProtoError, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Notify;
 use tokio::time::timeout;
 
 use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
-use crate::handler::{ConnInfo, InlineCall, NotInline, Request, Responder, ResponseRx};
+use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
 use crate::server::Shared;
 use crate::stream::Stream;
 use crate::write::simple_response;
@@ -83,9 +82,9 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
             responder,
         };
         let queued = match call {
-            Some(call) => match run_inline(&shared, req).await {
-                None => Err(call),
-                Some(back) => Ok(back),
+            Some(call) => match shared.handler.call_inline(req) {
+                Ok(()) => Err(call),
+                Err(back) => Ok(*back),
             },
             None => Ok(req),
         };
@@ -140,30 +139,6 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
             let _ = stream.flush().await;
             linger_close(stream).await;
             return;
-        }
-    }
-}
-
-/// Run `req` on this thread if the app side lets it, waiting while a
-/// short call holds the app. Gives it back to be queued otherwise.
-async fn run_inline(shared: &Shared, mut req: Request) -> Option<Request> {
-    loop {
-        // Armed before asking, so a call ending in between is not missed.
-        let freed = shared.handler.lane_freed().map(Notify::notified);
-        tokio::pin!(freed);
-        if let Some(f) = freed.as_mut().as_pin_mut() {
-            f.enable();
-        }
-        match shared.handler.call_inline(req) {
-            Ok(()) => return None,
-            Err(NotInline::Queue(back)) => return Some(*back),
-            Err(NotInline::Busy(back)) => {
-                req = *back;
-                match freed.as_mut().as_pin_mut() {
-                    Some(f) => f.await,
-                    None => return Some(req),
-                }
-            }
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oxgate_proto::RequestHead;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::encode::Encoder;
 
@@ -66,25 +66,11 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Run a request whose body is all in memory to its end on this (the
     /// I/O) thread, responding through its `Responder` without blocking
-    /// except on the client. Gives it back when it cannot run now.
-    fn call_inline(&self, req: Request) -> Result<(), NotInline> {
-        Err(NotInline::Queue(Box::new(req)))
+    /// except on the client. Gives it back when it cannot run now; the
+    /// server then queues it with `call`.
+    fn call_inline(&self, req: Request) -> Result<(), Box<Request>> {
+        Err(Box::new(req))
     }
-
-    /// Signalled when a call that made `call_inline` answer `Busy` ends.
-    fn lane_freed(&self) -> Option<&Notify> {
-        None
-    }
-}
-
-/// Why `call_inline` did not run a request.
-pub enum NotInline {
-    /// Queue it with `call`.
-    Queue(Box<Request>),
-    /// A short call holds the app right now: try again once `lane_freed`
-    /// is signalled (queueing it would keep the app thread busy for ever
-    /// under load, and calls off the I/O thread cost more).
-    Busy(Box<Request>),
 }
 
 /// Why the body could not be read.

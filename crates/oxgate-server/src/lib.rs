@@ -15,7 +15,7 @@ mod write;
 
 pub use access_log::AccessLog;
 pub use handler::{
-    BodyError, BodyStream, ConnInfo, Disconnected, Handler, NotInline, Request, RequestBody,
-    Responder, ResponseHead, ResponseMsg,
+    BodyError, BodyStream, ConnInfo, Disconnected, Handler, Request, RequestBody, Responder,
+    ResponseHead, ResponseMsg,
 };
 pub use server::{run, BindError, Listener, Settings, Shared, Stopped};
