@@ -204,12 +204,10 @@ impl Exchange {
     /// Answer `status` ourselves if nothing of the response went out yet,
     /// then give up the connection.
     async fn fail(&mut self, stream: &mut Stream, status: u16, reason: &str) -> bool {
-        if self.enc.replace(status, reason) {
-            let _ = self.enc.write(stream).await;
-        } else {
-            // Mid-response: send what is complete, then cut.
-            let _ = self.enc.write(stream).await;
-        }
+        // Mid-response there is nothing to replace: what is encoded goes out,
+        // then the connection is cut.
+        self.enc.replace(status, reason);
+        let _ = self.enc.write(stream).await;
         false
     }
 

@@ -117,12 +117,12 @@ impl Encoder {
     }
 
     /// Answer `status` ourselves instead of the app's response, if none of
-    /// it is out yet. Returns false when the head already went: the only
-    /// honest end then is cutting the connection.
-    pub(crate) fn replace(&mut self, status: u16, reason: &str) -> bool {
+    /// it is out yet. Once the head went, the connection just closes after
+    /// what is encoded: the only honest end of a broken response.
+    pub(crate) fn replace(&mut self, status: u16, reason: &str) {
         self.keep_alive = false;
         if self.head_written {
-            return false;
+            return;
         }
         self.status = status;
         self.out.clear();
@@ -130,7 +130,6 @@ impl Encoder {
         self.in_items = 0;
         self.body_sent = simple_response(&mut self.out, status, reason, &[], false);
         self.ended = true;
-        true
     }
 
     fn start(&mut self, mut head: ResponseHead, known: Option<u64>) {
