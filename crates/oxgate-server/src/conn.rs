@@ -55,25 +55,23 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
                 return;
             }
         };
-        let inline = pump.is_none() && shared.handler.inline();
-        let out = std::mem::take(&mut spare);
-        let (out, inline_out) = if inline {
-            (Vec::new(), out)
-        } else {
-            (out, Vec::new())
-        };
-        let mut exchange = Exchange::new(&head, out);
-        let (responder, call) = if inline {
-            // The app runs here and now, on this thread: no hand-off.
+        let enc = Encoder::new(&head, std::mem::take(&mut spare));
+        let (mut exchange, responder, call) = if pump.is_none() && shared.handler.inline() {
+            // The app runs here and now, on this thread: no hand-off. The
+            // encoder comes back into the exchange when the call ends.
             let (responder, call) = Responder::inline(
-                Encoder::new(&head, inline_out),
+                enc,
                 stream.raw_fd(),
                 settings.write_timeout,
                 settings.response_buffer,
             );
-            (responder, Some(call))
+            (
+                Exchange::new(Encoder::new(&head, Vec::new())),
+                responder,
+                Some(call),
+            )
         } else {
-            (Responder::unset(), None)
+            (Exchange::new(enc), Responder::unset(), None)
         };
         let req = Request {
             head: head.clone(),
@@ -194,9 +192,9 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn new(head: &RequestHead, out: Vec<u8>) -> Self {
+    fn new(enc: Encoder) -> Self {
         Exchange {
-            enc: Encoder::new(head, out),
+            enc,
             timed_out: false,
         }
     }

@@ -239,19 +239,26 @@ impl Encoder {
             return Ok(());
         }
         self.seal();
-        while let Some(item) = self.items.pop_front() {
-            match item {
-                Item::Data(data) => {
-                    self.items.push_front(Item::Data(data));
-                    self.write_data_run(stream).await?;
+        while !self.items.is_empty() {
+            match self.pop_file() {
+                Some((file, offset, len)) => {
+                    short_file(stream.sendfile(&file, offset, len).await?, len)?;
                 }
-                Item::File { file, offset, len } => {
-                    let sent = stream.sendfile(&file, offset, len).await?;
-                    short_file(sent, len)?;
-                }
+                None => self.write_data_run(stream).await?,
             }
         }
         Ok(())
+    }
+
+    /// The file at the front, taken off the queue; None when data is first.
+    fn pop_file(&mut self) -> Option<(File, u64, u64)> {
+        if !matches!(self.items.front(), Some(Item::File { .. })) {
+            return None;
+        }
+        match self.items.pop_front() {
+            Some(Item::File { file, offset, len }) => Some((file, offset, len)),
+            _ => None,
+        }
     }
 
     /// Write the `Data` items at the front with as few writev(2) calls as
@@ -307,24 +314,17 @@ impl Encoder {
     /// where nothing else would write them.
     pub(crate) fn write_sync(&mut self, fd: RawFd, stall: Duration, keep: usize) -> io::Result<()> {
         self.seal();
-        while self.queued() > keep {
-            let slices = self.data_run();
-            if !slices.is_empty() {
-                let n = sync_io::write_vectored(fd, &slices, stall)?;
-                drop(slices);
-                self.consume(n)?;
-                continue;
-            }
-            drop(slices);
-            let Some(item) = self.items.pop_front() else {
-                break;
-            };
-            match item {
-                // Not reached: a Data item at the front went out above.
-                Item::Data(_) => {}
-                Item::File { file, offset, len } => {
+        while self.queued() > keep && !self.items.is_empty() {
+            match self.pop_file() {
+                Some((file, offset, len)) => {
                     let sent = sync_io::sendfile(fd, file.as_raw_fd(), offset, len, stall)?;
                     short_file(sent, len)?;
+                }
+                None => {
+                    let slices = self.data_run();
+                    let n = sync_io::write_vectored(fd, &slices, stall)?;
+                    drop(slices);
+                    self.consume(n)?;
                 }
             }
         }

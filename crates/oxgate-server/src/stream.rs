@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Sleep;
 
+use crate::sync_io;
+
 enum Io {
     Tcp(TcpStream),
     Unix(UnixStream),
@@ -83,25 +85,13 @@ impl Stream {
     /// Send `len` bytes of `file` from `offset` with sendfile(2); the kernel
     /// copies from the page cache to the socket, no userspace copy.
     pub async fn sendfile(&self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
-        let mut off = libc::off_t::try_from(offset)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+        let mut off = sync_io::file_offset(offset)?;
         let mut left = len;
         let sock = self.raw_fd();
         let src = file.as_raw_fd();
         while left > 0 {
             self.writable().await?;
-            let want = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-            let res = self.try_write_io(|| {
-                // SAFETY: both descriptors are open for the whole call (we
-                // borrow the socket and the file), and `off` is a valid,
-                // exclusively borrowed off_t the kernel updates.
-                let n = unsafe { libc::sendfile(sock, src, &mut off, want) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as u64)
-                }
-            });
+            let res = self.try_write_io(|| sync_io::sendfile_once(sock, src, &mut off, left));
             match res {
                 Ok(0) => break, // the file is shorter than promised
                 Ok(n) => left -= n,

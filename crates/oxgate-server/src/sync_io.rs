@@ -36,30 +36,44 @@ pub fn write_vectored(fd: RawFd, slices: &[IoSlice<'_>], stall: Duration) -> io:
 /// sendfile(2) `len` bytes of `file` from `offset`; returns how many went
 /// (fewer when the file is shorter than promised).
 pub fn sendfile(fd: RawFd, file: RawFd, offset: u64, len: u64, stall: Duration) -> io::Result<u64> {
-    let mut off = libc::off_t::try_from(offset)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+    let mut off = file_offset(offset)?;
     let mut left = len;
     while left > 0 {
-        let want = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-        // SAFETY: both descriptors are open for the whole call (the caller
-        // guarantees the socket; the file is borrowed), and `off` is an
-        // exclusively borrowed off_t the kernel updates.
-        let n = unsafe { libc::sendfile(fd, file, &mut off, want) };
-        if n > 0 {
-            left -= n as u64;
-            continue;
-        }
-        if n == 0 {
-            break;
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => wait_writable(fd, stall)?,
-            io::ErrorKind::Interrupted => {}
-            _ => return Err(e),
+        match sendfile_once(fd, file, &mut off, left) {
+            Ok(0) => break,
+            Ok(n) => left -= n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(fd, stall)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(len - left)
+}
+
+/// A file offset as sendfile(2) takes it.
+pub fn file_offset(offset: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))
+}
+
+/// One sendfile(2) call of up to `left` bytes (at most 1 GiB) from `off`,
+/// which the kernel advances. Ok(0): the file ended.
+pub fn sendfile_once(
+    sock: RawFd,
+    file: RawFd,
+    off: &mut libc::off_t,
+    left: u64,
+) -> io::Result<u64> {
+    let want = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+    // SAFETY: the callers keep both descriptors open for the whole call
+    // (the socket is the connection's, the file is borrowed), and `off` is
+    // a valid, exclusively borrowed off_t the kernel updates.
+    let n = unsafe { libc::sendfile(sock, file, off, want) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as u64)
+    }
 }
 
 fn wait_writable(fd: RawFd, stall: Duration) -> io::Result<()> {
