@@ -14,6 +14,7 @@ mod hooks;
 mod input;
 mod pool;
 mod pybytes;
+mod queue;
 mod reloader;
 mod respond;
 mod start_response;

@@ -14,21 +14,35 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use oxgate_server::{Handler, Request};
 use oxgate_supervisor::WorkerContext;
 use pyo3::prelude::*;
 
 use crate::environ::AppContext;
 use crate::hooks::{self, Hooks};
+use crate::queue::Queue;
 use crate::respond::handle;
 
 pub struct Pool {
-    tx: Sender<Request>,
+    queue: Arc<Queue<Request>>,
     shared: Arc<Shared>,
 }
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // The server is gone: the threads finish what is queued and exit.
+        self.queue.close();
+    }
+}
+
+/// A waiting app thread joins the busy ones once no request has left the
+/// queue for this long while they wait on I/O...
+const JOIN_AFTER: Duration = Duration::from_millis(1);
+/// ...or for this long while they compute: long calls then share the GIL
+/// with the requests behind them.
+const SHARE_AFTER: Duration = Duration::from_millis(20);
 
 /// Inline calls stop while app calls average more than this.
 const INLINE_MAX_NANOS: u64 = 1_000_000;
@@ -77,9 +91,12 @@ impl Lane {
 
 impl Handler for Pool {
     fn call(&self, req: Request) -> Result<(), Box<Request>> {
-        self.tx.try_send(req).map_err(|e| match e {
-            TrySendError::Full(r) | TrySendError::Disconnected(r) => Box::new(r),
-        })
+        self.queue.push(req).map_err(Box::new)
+    }
+
+    fn tend(&self) -> Option<Duration> {
+        // One thread has nobody to call in.
+        self.queue.tend(self.shared.lane.is_none())
     }
 
     fn inline(&self) -> bool {
@@ -93,7 +110,7 @@ impl Handler for Pool {
         // Queued requests go first: the app thread has them, or will.
         if lane.recent.load(Ordering::Relaxed) > INLINE_MAX_NANOS
             || lane.wanted.load(Ordering::Acquire) > 0
-            || !self.tx.is_empty()
+            || !self.queue.is_empty()
             || !lane.try_take()
         {
             return Err(Box::new(req));
@@ -124,7 +141,7 @@ pub fn start(
     threads: usize,
     queue: usize,
 ) -> std::io::Result<(Pool, Vec<JoinHandle<()>>)> {
-    let (tx, rx) = bounded::<Request>(queue);
+    let queue = Arc::new(Queue::new(queue, JOIN_AFTER, SHARE_AFTER));
     let shared = Arc::new(Shared {
         app,
         hooks,
@@ -140,19 +157,22 @@ pub fn start(
     });
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
-        let (rx, shared) = (rx.clone(), shared.clone());
+        let (queue, shared) = (queue.clone(), shared.clone());
         let handle = std::thread::Builder::new()
             .name(format!("oxgate-app-{i}"))
-            .spawn(move || serve(rx, shared, i))?;
+            .spawn(move || serve(&queue, shared, i))?;
         handles.push(handle);
     }
-    Ok((Pool { tx, shared }, handles))
+    Ok((Pool { queue, shared }, handles))
 }
 
-fn serve(rx: Receiver<Request>, shared: Arc<Shared>, index: usize) {
-    // recv fails once the server is gone and the queue is closed.
+fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
+    let mut me = queue.taker();
+    // None once the server is gone and the queue is closed and empty.
     Python::attach(|py| {
-        while let Ok(req) = py.detach(|| rx.recv()) {
+        // Out of requests: the responses this thread finished go out.
+        let idle = oxgate_server::flush_responses;
+        while let Some(req) = py.detach(|| queue.take(&mut me, idle)) {
             match &shared.lane {
                 Some(lane) => {
                     lane.wanted.fetch_add(1, Ordering::AcqRel);

@@ -89,7 +89,8 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
         let ok = match queued {
             Err(call) => exchange.finish_inline(call, &mut stream).await,
             Ok(mut req) => {
-                let (responder, rx) = Responder::channel(settings.response_buffer);
+                let (responder, rx) =
+                    Responder::channel(settings.response_buffer, shared.outbox.clone());
                 req.responder = responder;
                 if shared.handler.call(req).is_err() {
                     // Counted, and logged once a second by the worker: a line per
@@ -107,7 +108,11 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
                     linger_close(stream).await;
                     return;
                 }
-                exchange.run(&mut stream, &mut buf, rx, pump, &shared).await
+                shared.queued.notify_one();
+                shared.outbox.sent();
+                let ok = exchange.run(&mut stream, &mut buf, rx, pump, &shared).await;
+                shared.outbox.answered();
+                ok
             }
         };
         if exchange.timed_out {

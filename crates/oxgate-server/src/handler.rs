@@ -13,6 +13,7 @@ use oxgate_proto::RequestHead;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::encode::Encoder;
+use crate::outbox::Outbox;
 
 /// Where a connection came from and which listener took it.
 #[derive(Debug, Clone)]
@@ -55,8 +56,8 @@ pub struct Request {
 
 /// The application side of the server. `call` must not block: it queues.
 pub trait Handler: Send + Sync + 'static {
-    /// Queue a request. Gives it back when the queue is full (the server
-    /// then answers 503).
+    /// Queue a request; `tend` wakes whoever runs it. Gives it back when
+    /// the queue is full (the server then answers 503).
     fn call(&self, req: Request) -> Result<(), Box<Request>>;
 
     /// Whether `call_inline` may run requests on the I/O thread.
@@ -70,6 +71,15 @@ pub trait Handler: Send + Sync + 'static {
     /// server then queues it with `call`.
     fn call_inline(&self, req: Request) -> Result<(), Box<Request>> {
         Err(Box::new(req))
+    }
+
+    /// Look after the queue: wake the app side for what `call` queued, and
+    /// call in another app thread when the busy ones stall. Called on the
+    /// I/O thread whenever it is about to sleep (`call` need not wake
+    /// anyone: a burst of requests wakes the app side once), and on a timer
+    /// as long as it asks; None: at the next queued request.
+    fn tend(&self) -> Option<Duration> {
+        None
     }
 }
 
@@ -179,6 +189,8 @@ enum To {
     Queue {
         tx: mpsc::UnboundedSender<ResponseMsg>,
         budget: Arc<Budget>,
+        /// Where messages wait for their batch, in order.
+        outbox: Arc<Outbox>,
     },
     /// Straight into the encoder, for an app call on the I/O thread.
     Inline(Arc<Mutex<Sink>>),
@@ -243,11 +255,15 @@ impl Budget {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Wait for room for `n` bytes; a message larger than the whole buffer
-    /// goes once the buffer is empty.
-    fn take(&self, n: usize) -> Result<(), Disconnected> {
+    /// Wait for room for `n` bytes, after `before_wait` if it must; a
+    /// message larger than the whole buffer goes once the buffer is empty.
+    fn take(&self, n: usize, before_wait: impl FnOnce()) -> Result<(), Disconnected> {
         let mut st = self.lock();
+        let mut before_wait = Some(before_wait);
         while !st.closed && st.queued > 0 && st.queued.saturating_add(n) > self.limit {
+            if let Some(f) = before_wait.take() {
+                f();
+            }
             st.waiting += 1;
             st = self.freed.wait(st).unwrap_or_else(PoisonError::into_inner);
             st.waiting -= 1;
@@ -268,8 +284,13 @@ impl Budget {
     }
 
     fn close(&self) {
-        self.lock().closed = true;
-        self.freed.notify_all();
+        let mut st = self.lock();
+        st.closed = true;
+        // Every response ends here: a futex wake per request costs a
+        // syscall, so only when an app thread waits.
+        if st.waiting > 0 {
+            self.freed.notify_all();
+        }
     }
 }
 
@@ -283,7 +304,7 @@ fn cost(msg: &ResponseMsg) -> usize {
 
 impl Responder {
     /// A response channel whose app side may run `buffer` bytes ahead.
-    pub(crate) fn channel(buffer: usize) -> (Responder, ResponseRx) {
+    pub(crate) fn channel(buffer: usize, outbox: Arc<Outbox>) -> (Responder, ResponseRx) {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Budget {
             limit: buffer.max(1),
@@ -299,6 +320,7 @@ impl Responder {
                 to: To::Queue {
                     tx,
                     budget: budget.clone(),
+                    outbox,
                 },
             },
             ResponseRx { rx, budget },
@@ -340,13 +362,16 @@ impl Responder {
     /// (except on an inline responder, which waits only on the client).
     pub fn send_blocking(&self, msg: ResponseMsg) -> Result<(), Disconnected> {
         match &self.to {
-            To::Queue { tx, budget } => {
+            To::Queue { tx, budget, outbox } => {
                 let n = cost(&msg);
-                budget.take(n)?;
-                tx.send(msg).map_err(|_| {
+                // What waits in the outbox must reach the I/O side to free room.
+                budget.take(n, || outbox.flush())?;
+                if tx.is_closed() {
                     budget.give(n);
-                    Disconnected
-                })
+                    return Err(Disconnected);
+                }
+                outbox.send(tx, msg, n - MSG_OVERHEAD);
+                Ok(())
             }
             To::Unset => Err(Disconnected),
             To::Inline(sink) => {

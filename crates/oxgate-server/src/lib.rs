@@ -8,6 +8,7 @@ mod date;
 mod encode;
 pub mod handler;
 pub mod logging;
+mod outbox;
 pub mod server;
 mod stream;
 mod sync_io;
@@ -18,4 +19,5 @@ pub use handler::{
     BodyError, BodyStream, ConnInfo, Disconnected, Handler, Request, RequestBody, Responder,
     ResponseHead, ResponseMsg,
 };
+pub use outbox::flush_responses;
 pub use server::{run, BindError, Listener, Settings, Shared, Stopped};

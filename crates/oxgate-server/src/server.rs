@@ -20,6 +20,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use crate::access_log::AccessLog;
 use crate::conn;
 use crate::handler::{ConnInfo, Handler};
+use crate::outbox::Outbox;
 use crate::stream::Stream;
 
 /// Connection-level settings.
@@ -65,6 +66,10 @@ pub struct Shared {
     pub(crate) pressure: Notify,
     /// Requests refused with 503 since the last report.
     pub(crate) refused: AtomicU64,
+    /// A request was queued: the handler's `tend` is due.
+    pub(crate) queued: Notify,
+    /// Finished responses from the app side, delivered in batches.
+    pub(crate) outbox: Arc<Outbox>,
 }
 
 impl Shared {
@@ -78,6 +83,8 @@ impl Shared {
             slots,
             pressure: Notify::new(),
             refused: AtomicU64::new(0),
+            queued: Notify::new(),
+            outbox: Arc::default(),
             settings,
             handler,
             access_log,
@@ -296,8 +303,13 @@ pub fn run(
     shared: Arc<Shared>,
     ready: impl FnOnce(),
 ) -> io::Result<Stopped> {
+    let parking = shared.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Requests queued in this turn of the loop go to the app side now.
+        .on_thread_park(move || {
+            parking.handler.tend();
+        })
         .build()?;
     let stopped = rt.block_on(async move {
         let mut term = signal(SignalKind::terminate())?;
@@ -324,6 +336,16 @@ pub fn run(
                 match reopened {
                     Ok(()) => log::info!("Reopened log files"),
                     Err(e) => log::error!("cannot reopen log files: {e}"),
+                }
+            }
+        });
+        tokio::spawn(shared.outbox.clone().run());
+        let tender = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                match tender.handler.tend() {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => tender.queued.notified().await,
                 }
             }
         });

@@ -1,0 +1,88 @@
+"""--threads N: an app thread is called in only when the busy ones wait on I/O (or
+compute for long), so a fast app runs on one thread and I/O-bound views still get
+every thread at once; responses handed over in batches arrive whole."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import httpx
+from support import wait_event
+
+APP = "pool_app"
+
+
+def test_an_io_bound_view_gets_every_thread_at_once(oxgate):
+    server = oxgate(APP, "--threads", "4")
+    results: list[tuple[int, str]] = []
+
+    def call() -> None:
+        r = httpx.get(server.url + "/barrier", timeout=20)
+        results.append((r.status_code, r.text))
+
+    clients = [threading.Thread(target=call) for _ in range(4)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(30)
+    # Each waited in the barrier with the GIL released, on a thread of its own.
+    assert sorted(s for s, _ in results) == [200] * 4
+    assert len({name for _, name in results}) == 4
+
+
+def test_a_fast_app_under_load_runs_on_one_thread(oxgate):
+    server = oxgate(APP, "--threads", "4")
+    names: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def client() -> None:
+        with httpx.Client(base_url=server.url, timeout=20) as c:
+            for _ in range(150):
+                name = c.get("/thread").text
+                with lock:
+                    names[name] += 1
+
+    clients = [threading.Thread(target=client) for _ in range(8)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(60)
+    assert sum(names.values()) == 8 * 150
+    # Waking a thread per request spreads them over all four; one thread that keeps
+    # taking from the queue serves nearly all (another may be called in if the busy
+    # one is descheduled while blocked).
+    _, most = names.most_common(1)[0]
+    assert most >= 0.9 * 8 * 150, names
+
+
+def test_a_long_computing_call_shares_the_gil_with_the_requests_behind_it(oxgate, events_file):
+    server = oxgate(APP, "--threads", "2")
+    spin = threading.Thread(
+        target=lambda: httpx.get(server.url + "/spin?ms=3000", timeout=20), daemon=True
+    )
+    spin.start()
+    wait_event(events_file, "started:/spin")
+    started = time.monotonic()
+    fast = httpx.get(server.url + "/thread", timeout=20)
+    took = time.monotonic() - started
+    spin.join(20)
+    assert fast.status_code == 200
+    # Not behind the whole 3 s call: a second thread is called in after a slice and
+    # the two take turns on the GIL.
+    assert took < 1.5, f"the fast request waited {took:.2f}s behind a computing one"
+
+
+def test_many_responses_from_a_pool_arrive_whole_and_in_order(oxgate):
+    server = oxgate(APP, "--threads", "4")
+    conn = server.connect()
+    try:
+        # Pipelined: the worker answers them in order, whatever batches they went in.
+        conn.send(b"".join(b"GET /thread?i=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(50)))
+        for i in range(50):
+            resp = conn.read_response()
+            assert resp.status == 200
+            assert resp.body.endswith(b" %d" % i)
+    finally:
+        conn.close()
