@@ -43,6 +43,9 @@ const JOIN_AFTER: Duration = Duration::from_millis(1);
 /// ...or for this long while they compute: long calls then share the GIL
 /// with the requests behind them.
 const SHARE_AFTER: Duration = Duration::from_millis(20);
+/// A thread that waits this long for the GIL after a take parks at the
+/// next one while others are busy (Python hands the GIL over every 5 ms).
+const GIL_CONTENDED: Duration = Duration::from_millis(1);
 
 /// Inline calls stop while app calls average more than this.
 const INLINE_MAX_NANOS: u64 = 1_000_000;
@@ -172,7 +175,11 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
     Python::attach(|py| {
         // Out of requests: the responses this thread finished go out.
         let idle = oxgate_server::flush_responses;
-        while let Some(req) = py.detach(|| queue.take(&mut me, idle)) {
+        loop {
+            let (req, taken) = py.detach(|| (queue.take(&mut me, idle), Instant::now()));
+            let Some(req) = req else { break };
+            // Getting the GIL back took long: other app threads keep it busy.
+            me.retire = taken.elapsed() > GIL_CONTENDED;
             match &shared.lane {
                 Some(lane) => {
                     lane.wanted.fetch_add(1, Ordering::AcqRel);

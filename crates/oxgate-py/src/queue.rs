@@ -12,7 +12,9 @@
 //! `--threads`: a thread that computes holds the GIL, so another one could
 //! only wait for it. A call that computes for `slice` gets company anyway,
 //! so the requests behind it share the GIL with it (Python switches
-//! threads every 5 ms) instead of waiting for its end. The I/O thread looks for that with `tend`, on its own
+//! threads every 5 ms) instead of waiting for its end. A thread that then
+//! finds the GIL in use by the others (`Taker::retire`) parks again
+//! rather than take its turn on it with every request. The I/O thread looks for that with `tend`, on its own
 //! timer, so no app thread has to wake up to watch. The most recently idle thread is woken first,
 //! its cache still warm.
 //!
@@ -24,7 +26,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -46,13 +48,15 @@ struct State<T> {
     threads: Vec<Slot>,
     /// The last take, or the last time a thread was called in.
     progress: Instant,
+    /// Stall checks in a row that found every busy thread blocked.
+    blocked_seen: u32,
 }
 
 struct Slot {
     thread: Thread,
     parked: bool,
     /// /proc/self/task/TID/stat, for the thread's scheduler state.
-    stat: Option<File>,
+    stat: Option<Arc<File>>,
 }
 
 /// Whether the thread is running or ready to run (state R), rather than
@@ -75,6 +79,9 @@ pub struct Taker {
     id: usize,
     /// Counted in `busy`.
     counted: bool,
+    /// Park at the next take if another thread is busy: this one waited
+    /// for the GIL, so the busy ones keep it in use without its help.
+    pub retire: bool,
 }
 
 impl<T> Queue<T> {
@@ -90,6 +97,7 @@ impl<T> Queue<T> {
                 idle: Vec::new(),
                 threads: Vec::new(),
                 progress: Instant::now(),
+                blocked_seen: 0,
             }),
             cap: cap.max(1),
             stall,
@@ -138,21 +146,39 @@ impl<T> Queue<T> {
         }
         let since = st.progress.elapsed();
         if since < self.stall {
+            st.blocked_seen = 0;
             return Some(self.stall - since);
         }
         // A busy thread that runs (or waits only for the CPU: this thread
         // may be on its core) holds the GIL: another could only wait for
         // it, until a call that long deserves turns on the GIL.
-        let running = since < self.slice
-            && st
+        if since < self.slice {
+            // Read without the lock, which a busy thread may be waiting for.
+            let stats: Vec<Arc<File>> = st
                 .threads
                 .iter()
                 .filter(|s| !s.parked)
-                .any(|s| s.stat.as_ref().is_some_and(computing));
-        if running {
-            return Some(self.stall);
+                .filter_map(|s| s.stat.clone())
+                .collect();
+            drop(st);
+            let running = stats.iter().any(|f| computing(f));
+            st = self.lock();
+            if running {
+                st.blocked_seen = 0;
+                return Some(self.stall);
+            }
+            // Blocked at two looks a period apart: not a passing lock or
+            // page fault, but I/O or a sleep.
+            st.blocked_seen += 1;
+            if st.blocked_seen < 2 {
+                return Some(self.stall);
+            }
+            if st.items.is_empty() {
+                return None;
+            }
         }
         // The thread called in gets a period to take its request.
+        st.blocked_seen = 0;
         st.progress = Instant::now();
         let woken = st.wake_one();
         drop(st);
@@ -178,7 +204,9 @@ impl<T> Queue<T> {
     pub fn taker(&self) -> Taker {
         // SAFETY: gettid(2) has no preconditions.
         let tid = unsafe { libc::gettid() };
-        let stat = File::open(format!("/proc/self/task/{tid}/stat")).ok();
+        let stat = File::open(format!("/proc/self/task/{tid}/stat"))
+            .ok()
+            .map(Arc::new);
         let mut st = self.lock();
         st.threads.push(Slot {
             thread: std::thread::current(),
@@ -188,6 +216,7 @@ impl<T> Queue<T> {
         Taker {
             id: st.threads.len() - 1,
             counted: false,
+            retire: false,
         }
     }
 
@@ -200,19 +229,26 @@ impl<T> Queue<T> {
             st.busy += 1;
             me.counted = true;
         }
+        // A thread that had to wait for the GIL parks while others are busy.
+        let mut retiring = std::mem::take(&mut me.retire);
         loop {
             // An awake thread goes on with whatever is queued.
-            if let Some(item) = st.items.pop_front() {
-                st.progress = Instant::now();
-                return Some(item);
+            if !(retiring && st.busy > 1) {
+                if let Some(item) = st.items.pop_front() {
+                    st.progress = Instant::now();
+                    return Some(item);
+                }
             }
             drop(st);
             idle();
             st = self.lock();
-            if let Some(item) = st.items.pop_front() {
-                st.progress = Instant::now();
-                return Some(item);
+            if !(retiring && st.busy > 1) {
+                if let Some(item) = st.items.pop_front() {
+                    st.progress = Instant::now();
+                    return Some(item);
+                }
             }
+            retiring = false;
             st.busy -= 1;
             me.counted = false;
             if st.closed {
@@ -248,7 +284,6 @@ impl<T> State<T> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
 
     fn parked_threads<T>(q: &Queue<T>, n: usize) {
         while q.lock().idle.len() < n {
@@ -387,6 +422,42 @@ mod tests {
         // Called in, though the holder computes: a slice passed since its take.
         assert!(before_take.elapsed() >= Duration::from_millis(20));
         assert_eq!(held.finish(), vec![2]);
+    }
+
+    #[test]
+    fn a_thread_that_waited_for_the_gil_parks_while_another_is_busy() {
+        // The holder is busy with 1 (Held pushes 2, parks a taker).
+        let held = Held::new(3_600_000, 3_600_000, false);
+        let q = held.q.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let retiring = std::thread::spawn(move || {
+            let mut me = q.taker();
+            let first = q.take(&mut me, || {});
+            me.retire = true;
+            tx.send(first).unwrap();
+            q.push(3).unwrap();
+            // Parks though 3 waits, until close wakes it.
+            let after = q.take(&mut me, || {});
+            (first, after)
+        });
+        assert_eq!(rx.recv().unwrap(), Some(2));
+        parked_threads(&held.q, 2);
+        assert!(!held.q.is_empty(), "the retiring thread took 3");
+        // Woken by close, one of the two parked threads takes 3.
+        let other = held.finish();
+        let (_, after) = retiring.join().unwrap();
+        assert_eq!(other.len() + usize::from(after.is_some()), 1);
+    }
+
+    #[test]
+    fn a_thread_alone_takes_what_waits_even_if_it_waited_for_the_gil() {
+        let q = Queue::new(4, Duration::from_secs(3600), Duration::from_secs(3600));
+        let mut me = q.taker();
+        q.push(1).unwrap();
+        assert_eq!(q.take(&mut me, || {}), Some(1));
+        me.retire = true;
+        q.push(2).unwrap();
+        assert_eq!(q.take(&mut me, || {}), Some(2));
     }
 
     #[test]
