@@ -197,11 +197,8 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
 /// One request through the app, on the scoreboard as app thread `index`.
 fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
     let w = &shared.worker;
-    w.scoreboard.begin(
-        w.slot,
-        index,
-        &format!("{} {}", req.head.method, req.head.path),
-    );
+    w.scoreboard
+        .begin(w.slot, index, &[&req.head.method, " ", &req.head.path]);
     // Timed only where the time decides something (the lane's average).
     let started = shared.lane.as_ref().map(|_| Instant::now());
     let hooked = shared.hooks.has("pre_request") || shared.hooks.has("post_request");

@@ -40,7 +40,8 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
             }
         };
         first = false;
-        let started = Instant::now();
+        // Only the access log wants the time (a clock read per request).
+        let started = shared.access_log.as_ref().map(|_| Instant::now());
         let settings = &shared.settings;
         let prepared = prepare(&mut stream, &mut buf, &head, settings).await;
         let (body, pump) = match prepared {
@@ -125,7 +126,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
         }
         spare = exchange.enc.take_buffer();
         let enc = &exchange.enc;
-        if let Some(log) = &shared.access_log {
+        if let (Some(log), Some(started)) = (&shared.access_log, started) {
             log.write(&AccessEntry {
                 head: &head,
                 conn: &info,
@@ -170,21 +171,33 @@ async fn read_head(
             let d = *deadline.get_or_insert_with(|| Instant::now() + settings.head_timeout);
             d.saturating_duration_since(Instant::now())
         };
-        let mut stopping = shared.shutdown_signal();
         // Between requests a stopping server closes idle connections; a
         // connection accepted just before the stop still gets its answer.
         let idle = buf.is_empty() && !first;
-        tokio::select! {
-            res = timeout(wait, stream.read_buf(buf)) => match res {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return Ok(None),
-                // --header-timeout with part of a head: say why (RFC 9110
-                // section 15.5.9); a connection that sent nothing just closes.
-                Err(_) if !buf.is_empty() => return Err(ProtoError::RequestTimeout),
-                Err(_) => return Ok(None),
-            },
-            _ = stopping.wait_for(|s| *s), if idle => return Ok(None),
-            _ = shared.pressure.notified(), if idle => return Ok(None),
+        let read = timeout(wait, stream.read_buf(buf));
+        let res = if idle {
+            // Listening before looking at the flag: a stop between the two
+            // is seen either way.
+            let close = shared.pressure.notified();
+            tokio::pin!(close);
+            close.as_mut().enable();
+            if shared.shutting_down() {
+                return Ok(None);
+            }
+            tokio::select! {
+                res = read => res,
+                () = close => return Ok(None),
+            }
+        } else {
+            read.await
+        };
+        match res {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return Ok(None),
+            // --header-timeout with part of a head: say why (RFC 9110
+            // section 15.5.9); a connection that sent nothing just closes.
+            Err(_) if !buf.is_empty() => return Err(ProtoError::RequestTimeout),
+            Err(_) => return Ok(None),
         }
     }
 }

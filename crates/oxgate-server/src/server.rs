@@ -6,7 +6,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,8 +62,11 @@ pub struct Shared {
     idle: Notify,
     /// One permit per connection slot (--worker-connections).
     slots: Arc<Semaphore>,
-    /// Wakes idle keep-alive connections to close when slots run out.
+    /// Wakes idle keep-alive connections to close: slots ran out, or the
+    /// server is stopping.
     pub(crate) pressure: Notify,
+    /// Set once stopping, before `pressure` wakes the idle connections.
+    stopping: AtomicBool,
     /// Requests refused with 503 since the last report.
     pub(crate) refused: AtomicU64,
     /// A request was queued: the handler's `tend` is due.
@@ -82,6 +85,7 @@ impl Shared {
         Shared {
             slots,
             pressure: Notify::new(),
+            stopping: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             queued: Notify::new(),
             outbox: Arc::default(),
@@ -96,7 +100,7 @@ impl Shared {
     }
 
     pub fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.stopping.load(Ordering::Acquire)
     }
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -369,7 +373,9 @@ pub fn run(
             _ = int.recv() => Stopped::Fast,
             _ = quit.recv() => Stopped::Fast,
         };
+        shared.stopping.store(true, Ordering::Release);
         let _ = shared.shutdown.send(true);
+        shared.pressure.notify_waiters();
         if how == Stopped::Graceful {
             log::info!("Shutting down: waiting for in-flight requests");
             let drained = tokio::time::timeout(shared.settings.graceful_timeout, async {

@@ -94,15 +94,18 @@ impl Scoreboard {
         self.cell(slot).heartbeat_ms.load(Ordering::Acquire)
     }
 
-    /// An app thread starts a request described by `what` ("GET /path").
-    pub fn begin(&self, slot: usize, thread: usize, what: &str) {
+    /// Thread `thread` of worker `slot` starts a request described by the
+    /// pieces of `what` end to end (["GET", " ", "/path"]: no string to
+    /// allocate per request).
+    pub fn begin(&self, slot: usize, thread: usize, what: &[&str]) {
         let Some(t) = self.cell(slot).threads.get(thread) else {
             return;
         };
-        let bytes = what.as_bytes();
-        let n = bytes.len().min(TEXT);
-        for (dst, src) in t.text.iter().zip(&bytes[..n]) {
+        let bytes = what.iter().flat_map(|p| p.as_bytes()).take(TEXT);
+        let mut n = 0;
+        for (dst, src) in t.text.iter().zip(bytes) {
             dst.store(*src, Ordering::Relaxed);
+            n += 1;
         }
         t.len.store(n as u32, Ordering::Relaxed);
         t.since_ms.store(now_ms().max(1), Ordering::Release);
