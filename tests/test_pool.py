@@ -4,11 +4,13 @@ every thread at once; responses handed over in batches arrive whole."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
 
 import httpx
+from processes import wait_ready
 from support import wait_event
 
 APP = "pool_app"
@@ -86,3 +88,13 @@ def test_many_responses_from_a_pool_arrive_whole_and_in_order(oxgate):
             assert resp.body.endswith(b" %d" % i)
     finally:
         conn.close()
+
+
+def test_with_a_pool_the_io_thread_does_not_preempt_the_app_threads(oxgate):
+    # A worker's main thread is its I/O thread: SCHED_BATCH with a pool, so an arriving
+    # request waits for the app thread's slice instead of preempting it; the default
+    # policy with one thread, which runs fast apps itself.
+    pool = oxgate(APP, "--threads", "4")
+    assert os.sched_getscheduler(wait_ready(pool, 1)[0]) == os.SCHED_BATCH
+    single = oxgate(APP, "--threads", "1")
+    assert os.sched_getscheduler(wait_ready(single, 1)[0]) == os.SCHED_OTHER
