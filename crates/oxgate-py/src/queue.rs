@@ -14,14 +14,15 @@
 //! so the requests behind it share the GIL with it (Python switches
 //! threads every 5 ms) instead of waiting for its end. A thread that then
 //! finds the GIL in use by the others (`Taker::retire`) parks again
-//! rather than take its turn on it with every request. The I/O thread looks for that with `tend`, on its own
-//! timer, so no app thread has to wake up to watch. The most recently idle thread is woken first,
-//! its cache still warm.
+//! rather than take its turn on it with every request.
 //!
-//! Pushing wakes nobody: the I/O thread calls `tend` when it is about to
-//! sleep, so the requests it read in one turn of its loop wake one thread
-//! once, and that thread does not cut the turn short by preempting it (on
-//! a shared core the woken thread tends to run at once).
+//! The I/O thread looks for stalls with `tend`, on its own timer, so no
+//! app thread has to wake up to watch. Pushing wakes nobody either: the
+//! I/O thread calls `tend` when it is about to sleep, so the requests it
+//! read in one turn of its loop wake one thread once, and that thread does
+//! not cut the turn short by preempting it (on a shared core the woken
+//! thread tends to run at once). The most recently parked thread is woken
+//! first, its cache still warm.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -133,12 +134,7 @@ impl<T> Queue<T> {
             return None;
         }
         if st.busy == 0 {
-            let woken = st.wake_one();
-            st.progress = Instant::now();
-            drop(st);
-            if let Some(t) = woken {
-                t.unpark();
-            }
+            call_in(st);
             return join.then_some(self.stall);
         }
         if !join {
@@ -177,14 +173,7 @@ impl<T> Queue<T> {
                 return None;
             }
         }
-        // The thread called in gets a period to take its request.
-        st.blocked_seen = 0;
-        st.progress = Instant::now();
-        let woken = st.wake_one();
-        drop(st);
-        if let Some(t) = woken {
-            t.unpark();
-        }
+        call_in(st);
         Some(self.stall)
     }
 
@@ -232,21 +221,16 @@ impl<T> Queue<T> {
         // A thread that had to wait for the GIL parks while others are busy.
         let mut retiring = std::mem::take(&mut me.retire);
         loop {
-            // An awake thread goes on with whatever is queued.
-            if !(retiring && st.busy > 1) {
-                if let Some(item) = st.items.pop_front() {
-                    st.progress = Instant::now();
-                    return Some(item);
-                }
+            // An awake thread goes on with whatever is queued, before and
+            // after `idle` (which may take a while, unlocked).
+            if let Some(item) = st.next(retiring) {
+                return Some(item);
             }
             drop(st);
             idle();
             st = self.lock();
-            if !(retiring && st.busy > 1) {
-                if let Some(item) = st.items.pop_front() {
-                    st.progress = Instant::now();
-                    return Some(item);
-                }
+            if let Some(item) = st.next(retiring) {
+                return Some(item);
             }
             retiring = false;
             st.busy -= 1;
@@ -267,7 +251,30 @@ impl<T> Queue<T> {
     }
 }
 
+/// Call in the most recently parked thread, which then gets a stall
+/// period to take its request; unparked once the lock is let go.
+fn call_in<T>(mut st: MutexGuard<'_, State<T>>) {
+    st.blocked_seen = 0;
+    st.progress = Instant::now();
+    let woken = st.wake_one();
+    drop(st);
+    if let Some(t) = woken {
+        t.unpark();
+    }
+}
+
 impl<T> State<T> {
+    /// The next item for an awake thread, unless it is `retiring` and
+    /// another thread is busy.
+    fn next(&mut self, retiring: bool) -> Option<T> {
+        if retiring && self.busy > 1 {
+            return None;
+        }
+        let item = self.items.pop_front()?;
+        self.progress = Instant::now();
+        Some(item)
+    }
+
     /// Unpark the most recently parked thread (after unlocking), counted
     /// busy from now on.
     fn wake_one(&mut self) -> Option<Thread> {

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::handler::ResponseMsg;
 
 /// The longest a message waits for its batch.
-pub(crate) const MAX_WAIT: Duration = Duration::from_millis(1);
+const MAX_WAIT: Duration = Duration::from_millis(1);
 /// Body bytes that go out without waiting for more.
 const FLUSH_BYTES: usize = 64 * 1024;
 
