@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 from processes import wait_ready
@@ -90,11 +91,42 @@ def test_many_responses_from_a_pool_arrive_whole_and_in_order(oxgate):
         conn.close()
 
 
-def test_with_a_pool_the_io_thread_does_not_preempt_the_app_threads(oxgate):
-    # A worker's main thread is its I/O thread: SCHED_BATCH with a pool, so an arriving
-    # request waits for the app thread's slice instead of preempting it; the default
-    # policy with one thread, which runs fast apps itself.
+def _policy_becomes(pid: int, policy: int, load: Callable[[], None], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        load()
+        if os.sched_getscheduler(pid) == policy:
+            return True
+    return False
+
+
+def test_the_io_thread_yields_to_busy_app_threads_only_while_requests_pile_up(oxgate):
+    # A worker's main thread is its I/O thread. While requests keep arriving as the app
+    # works, it runs SCHED_BATCH: an arriving request waits for the app thread's slice
+    # instead of preempting it. Requests one at a time get the default policy back, so
+    # the I/O thread answers each at once.
     pool = oxgate(APP, "--threads", "4")
-    assert os.sched_getscheduler(wait_ready(pool, 1)[0]) == os.SCHED_BATCH
+    pid = wait_ready(pool, 1)[0]
+    assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+    stop = threading.Event()
+
+    def spinner() -> None:
+        with httpx.Client(base_url=pool.url, timeout=20) as c:
+            while not stop.is_set():
+                c.get("/spin?ms=1")
+
+    clients = [threading.Thread(target=spinner) for _ in range(8)]
+    for c in clients:
+        c.start()
+    try:
+        piled_up = _policy_becomes(pid, os.SCHED_BATCH, lambda: time.sleep(0.01), 10)
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(30)
+    assert piled_up, "the I/O thread kept preempting a busy app thread"
+    with httpx.Client(base_url=pool.url, timeout=20) as c:
+        one_at_a_time = _policy_becomes(pid, os.SCHED_OTHER, lambda: c.get("/thread"), 10)
+    assert one_at_a_time, "the I/O thread stayed SCHED_BATCH without load"
     single = oxgate(APP, "--threads", "1")
     assert os.sched_getscheduler(wait_ready(single, 1)[0]) == os.SCHED_OTHER

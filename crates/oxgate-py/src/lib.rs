@@ -12,6 +12,7 @@ mod fail;
 mod file_wrapper;
 mod hooks;
 mod input;
+mod io_policy;
 mod pool;
 mod pybytes;
 mod queue;

@@ -22,12 +22,15 @@ use pyo3::prelude::*;
 
 use crate::environ::AppContext;
 use crate::hooks::{self, Hooks};
+use crate::io_policy::IoPolicy;
 use crate::queue::Queue;
 use crate::respond::handle;
 
 pub struct Pool {
     queue: Arc<Queue<Request>>,
     shared: Arc<Shared>,
+    /// The I/O thread's scheduling policy, with more than one thread.
+    policy: Option<IoPolicy>,
 }
 
 impl Drop for Pool {
@@ -99,7 +102,11 @@ impl Handler for Pool {
 
     fn tend(&self) -> Option<Duration> {
         // One thread has nobody to call in.
-        self.queue.tend(self.shared.lane.is_none())
+        let next = self.queue.tend(self.shared.lane.is_none());
+        if let Some(policy) = &self.policy {
+            policy.steer(&self.queue.contended);
+        }
+        next
     }
 
     fn inline(&self) -> bool {
@@ -166,7 +173,15 @@ pub fn start(
             .spawn(move || serve(&queue, shared, i))?;
         handles.push(handle);
     }
-    Ok((Pool { queue, shared }, handles))
+    let policy = (threads > 1).then(IoPolicy::new);
+    Ok((
+        Pool {
+            queue,
+            shared,
+            policy,
+        },
+        handles,
+    ))
 }
 
 fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {

@@ -27,6 +27,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -36,6 +37,9 @@ pub struct Queue<T> {
     cap: usize,
     stall: Duration,
     slice: Duration,
+    /// Requests pushed while a thread was busy: they arrive as the app
+    /// works (see `io_policy`).
+    pub contended: AtomicU32,
 }
 
 struct State<T> {
@@ -103,6 +107,7 @@ impl<T> Queue<T> {
             cap: cap.max(1),
             stall,
             slice,
+            contended: AtomicU32::new(0),
         }
     }
 
@@ -115,6 +120,9 @@ impl<T> Queue<T> {
         let mut st = self.lock();
         if st.closed || st.items.len() >= self.cap {
             return Err(item);
+        }
+        if st.busy > 0 {
+            self.contended.fetch_add(1, Ordering::Relaxed);
         }
         st.items.push_back(item);
         Ok(())
@@ -501,5 +509,17 @@ mod tests {
         assert_eq!(q.take(&mut me, || {}), Some(1));
         assert_eq!(q.take(&mut me, || {}), None);
         assert_eq!(q.push(3), Err(3));
+    }
+
+    #[test]
+    fn only_a_push_while_a_thread_is_busy_counts_as_contended() {
+        let q = Queue::new(16, Duration::from_secs(3600), Duration::from_secs(3600));
+        let mut me = q.taker();
+        q.push(1).unwrap();
+        assert_eq!(q.contended.load(Ordering::Relaxed), 0);
+        // Taken: this thread is busy until its next take finds nothing.
+        assert_eq!(q.take(&mut me, || {}), Some(1));
+        q.push(2).unwrap();
+        assert_eq!(q.contended.load(Ordering::Relaxed), 1);
     }
 }

@@ -193,31 +193,6 @@ fn steady_malloc() {
     }
 }
 
-/// With a pool of app threads, the I/O thread (the calling one) no longer
-/// preempts whatever runs on its core when a packet wakes it: it runs
-/// once the app thread there blocks, parks or uses up its time slice, and
-/// then handles every connection that became ready meanwhile in one turn.
-/// Preempting an app thread for each arriving request cost two context
-/// switches and a cold cache per request (measured on a Django view on
-/// one core: 250 against 160 us of CPU per request). The I/O thread keeps
-/// its fair share of the CPU (SCHED_BATCH changes no weight), and an idle
-/// core still runs it at once. App threads started before keep the
-/// default policy.
-fn io_thread_yields_on_wakeup() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid sched_param for the call; pid 0 is the
-        // calling thread, and SCHED_BATCH needs no privilege.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
-            log::debug!(
-                "cannot set SCHED_BATCH on the I/O thread: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-}
-
 fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> Result<i32, Fail> {
     let (cfg, listeners, identity) = (host.cfg, host.listeners, host.identity);
     log::info!("Booting worker with pid: {}", std::process::id());
@@ -300,9 +275,6 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         log::info!("Worker ready (pid: {})", std::process::id());
         notify.ready();
     };
-    if threads > 1 {
-        io_thread_yields_on_wakeup();
-    }
     let stopped = py
         .detach(move || oxgate_server::run(own, shared, ready))
         .map_err(|e| Fail::boot(format!("server failed: {e}")))?;
