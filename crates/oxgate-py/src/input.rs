@@ -2,6 +2,7 @@
 //! readlines and iteration over the request body, never past its end.
 //! Waiting for body bytes happens without the GIL.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
@@ -13,7 +14,7 @@ use pyo3::types::{PyBytes, PyList};
 struct State {
     body: RequestBody,
     /// Bytes received but not yet handed to the app.
-    pending: BytesMut,
+    pending: Pending,
     eof: bool,
     /// The client closed the connection before the body ended.
     gone: bool,
@@ -28,10 +29,13 @@ pub struct WsgiInput {
 
 impl WsgiInput {
     pub fn new(body: RequestBody) -> Self {
-        let (pending, eof) = match &body {
-            RequestBody::Full(b) if b.is_empty() => (BytesMut::new(), true),
-            RequestBody::Full(b) => (BytesMut::from(&b[..]), true),
-            RequestBody::Stream(_) => (BytesMut::new(), false),
+        let mut pending = Pending::default();
+        let eof = match &body {
+            RequestBody::Full(b) => {
+                pending.push(b.clone());
+                true
+            }
+            RequestBody::Stream(_) => false,
         };
         WsgiInput {
             state: Mutex::new(Some(State {
@@ -88,7 +92,7 @@ impl State {
         let next: Result<Option<Bytes>, BodyError> = py.detach(|| stream.next_blocking());
         match next {
             Ok(Some(chunk)) => {
-                self.pending.extend_from_slice(&chunk);
+                self.pending.push(chunk);
                 Ok(true)
             }
             Ok(None) => {
@@ -106,8 +110,7 @@ impl State {
     }
 
     fn take(&mut self, n: usize) -> Bytes {
-        let n = n.min(self.pending.len());
-        self.pending.split_to(n).freeze()
+        self.pending.take(n)
     }
 
     fn read(&mut self, py: Python<'_>, size: Option<usize>) -> PyResult<Bytes> {
@@ -126,8 +129,8 @@ impl State {
     fn readline(&mut self, py: Python<'_>, limit: Option<usize>) -> PyResult<Bytes> {
         let mut scanned = 0;
         loop {
-            if let Some(i) = memchr(&self.pending[scanned..]) {
-                let end = scanned + i + 1;
+            if let Some(i) = self.pending.newline(scanned) {
+                let end = i + 1;
                 return Ok(self.take(limit.map_or(end, |l| l.min(end))));
             }
             scanned = self.pending.len();
@@ -138,8 +141,71 @@ impl State {
     }
 }
 
-fn memchr(hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == b'\n')
+/// Body pieces as they came, so a read within one piece (a whole body
+/// read before the app, or a streamed piece read as it came) hands it out
+/// without a copy; only a read across pieces joins them.
+#[derive(Default)]
+struct Pending {
+    pieces: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, piece: Bytes) {
+        if !piece.is_empty() {
+            self.len += piece.len();
+            self.pieces.push_back(piece);
+        }
+    }
+
+    /// The first `n` bytes (all there are, if fewer).
+    fn take(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.len);
+        self.len -= n;
+        let Some(first) = self.pieces.front_mut() else {
+            return Bytes::new();
+        };
+        if first.len() > n {
+            return first.split_to(n);
+        }
+        if first.len() == n {
+            return self.pieces.pop_front().unwrap_or_default();
+        }
+        let mut joined = BytesMut::with_capacity(n);
+        while joined.len() < n {
+            let Some(piece) = self.pieces.front_mut() else {
+                break;
+            };
+            let want = n - joined.len();
+            if piece.len() > want {
+                joined.extend_from_slice(&piece.split_to(want));
+            } else {
+                joined.extend_from_slice(piece);
+                self.pieces.pop_front();
+            }
+        }
+        joined.freeze()
+    }
+
+    /// Where the first newline at or after `from` is.
+    fn newline(&self, from: usize) -> Option<usize> {
+        let mut start = 0;
+        for piece in &self.pieces {
+            let end = start + piece.len();
+            if end > from {
+                let skip = from.saturating_sub(start);
+                if let Some(i) = piece[skip..].iter().position(|&b| b == b'\n') {
+                    return Some(start + skip + i);
+                }
+            }
+            start = end;
+        }
+        None
+    }
 }
 
 /// Python's convention: None or a negative size means "all".
@@ -190,5 +256,50 @@ impl WsgiInput {
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let line = self.with_state(py, |py, s| s.readline(py, None))?;
         Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(pieces: &[&'static [u8]]) -> Pending {
+        let mut p = Pending::default();
+        for piece in pieces {
+            p.push(Bytes::from_static(piece));
+        }
+        p
+    }
+
+    #[test]
+    fn a_read_within_one_piece_shares_its_bytes() {
+        let body: &'static [u8] = b"hello world";
+        let mut p = pending(&[body]);
+        let first = p.take(5);
+        assert_eq!(first.as_ptr(), body.as_ptr());
+        let rest = p.take(100);
+        assert_eq!(&rest[..], b" world");
+        assert_eq!(rest.as_ptr(), body[5..].as_ptr());
+        assert_eq!(p.len(), 0);
+        assert!(p.take(1).is_empty());
+    }
+
+    #[test]
+    fn a_read_across_pieces_joins_them_in_order() {
+        let mut p = pending(&[b"ab", b"", b"cde", b"fg"]);
+        assert_eq!(p.len(), 7);
+        assert_eq!(&p.take(4)[..], b"abcd");
+        assert_eq!(&p.take(2)[..], b"ef");
+        assert_eq!(&p.take(9)[..], b"g");
+    }
+
+    #[test]
+    fn newlines_are_found_across_pieces_from_an_offset() {
+        let p = pending(&[b"a\nb", b"cd", b"e\nf"]);
+        assert_eq!(p.newline(0), Some(1));
+        assert_eq!(p.newline(2), Some(6));
+        assert_eq!(p.newline(4), Some(6));
+        assert_eq!(p.newline(7), None);
+        assert_eq!(p.newline(99), None);
     }
 }
