@@ -365,6 +365,13 @@ def test_repeated_response_headers_are_sent_separately(resp_server):
     assert resp.header_all("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]
 
 
+def test_a_latin1_header_value_goes_out_as_latin1_bytes(resp_server):
+    # PEP 3333: header values are native strings holding latin-1 code points.
+    resp = get(resp_server, "/latin1-header")
+    assert resp.status == 200
+    assert b"\r\nX-Latin: caf\xe9 \xff\r\n" in resp.raw_head
+
+
 def test_status_line_reason_phrase_is_passed_through(resp_server):
     resp = get(resp_server, "/custom-status")
     assert resp.status == 299

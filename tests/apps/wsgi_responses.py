@@ -132,6 +132,8 @@ BAD_RESPONSES = {
     "nul-in-value": ("200 OK", [("X-Bad", "a\x00b")]),
     "crlf-in-name": ("200 OK", [("X-Injected: yes\r\nX-Bad", "v")]),
     "non-latin1-value": ("200 OK", [("X-Bad", "price \u20ac")]),
+    "surrogate-value": ("200 OK", [("X-Bad", "a\ud800b")]),
+    "surrogate-status": ("200 \udcff", []),
     "bytes-name": ("200 OK", [(b"X-Bad", "v")]),
     "bytes-value": ("200 OK", [("X-Bad", b"v")]),
     "int-value": ("200 OK", [("X-Bad", 5)]),
@@ -152,6 +154,10 @@ def application(environ, start_response):
     if path == "/single":
         start_response("200 OK", TEXT)
         return ClosingList(path, [b"single item body"])
+
+    if path == "/latin1-header":
+        start_response("200 OK", [*TEXT, ("X-Latin", "caf\u00e9 \u00ff")])
+        return [b"latin-1"]
 
     if path == "/single-list":
         start_response("200 OK", TEXT)

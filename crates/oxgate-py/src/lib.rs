@@ -15,6 +15,7 @@ mod input;
 mod io_policy;
 mod pool;
 mod pybytes;
+mod pystr;
 mod queue;
 mod reloader;
 mod respond;

@@ -257,7 +257,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
             type_name(status)
         ))
     })?;
-    let status_line = status.to_cow()?.into_owned();
+    let status_line = crate::pystr::utf8(status)?.into_owned();
     let code = validate_status(&status_line).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let mut head = ResponseHead {
         status: code,
@@ -272,6 +272,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
             type_name(headers)
         )));
     }
+    head.headers.reserve(headers.len().unwrap_or(0));
     for item in headers.try_iter()? {
         let item = item?;
         let pair = item
@@ -292,7 +293,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
                 type_name(&value)
             )));
         };
-        let (name, value) = (name.to_cow()?, value.to_cow()?);
+        let (name, value) = (crate::pystr::utf8(name)?, crate::pystr::utf8(value)?);
         let (name, value) = (name.as_ref(), value.as_ref());
         validate_header(name, value).map_err(|e| PyValueError::new_err(e.to_string()))?;
         if name.eq_ignore_ascii_case("content-length") {

@@ -74,7 +74,19 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
 
 fn push_length(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(n.to_string().as_bytes());
+    // Digits without a String: a response never waits on an allocation.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -119,6 +131,15 @@ pub fn chunk_header(out: &mut Vec<u8>, len: usize) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_length_digits_are_exact_at_the_edges() {
+        for n in [0, 7, 10, 13, 65_536, 1_234_567_890, u64::MAX] {
+            let mut out = Vec::new();
+            push_length(&mut out, n);
+            assert_eq!(out, format!("Content-Length: {n}\r\n").into_bytes());
+        }
+    }
 
     fn head(status: u16, headers: &[(&str, &str)]) -> ResponseHead {
         ResponseHead {
