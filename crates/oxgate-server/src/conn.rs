@@ -88,7 +88,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
             None => Ok(req),
         };
         let ok = match queued {
-            Err(call) => exchange.finish_inline(call, &mut stream).await,
+            Err(call) => exchange.finish_inline(call, &mut stream, &shared).await,
             Ok(mut req) => {
                 let (responder, rx) =
                     Responder::channel(settings.response_buffer, shared.outbox.clone());
@@ -228,7 +228,12 @@ impl Exchange {
     }
 
     /// After an inline call: write what it left queued.
-    async fn finish_inline(&mut self, call: InlineCall, stream: &mut Stream) -> bool {
+    async fn finish_inline(
+        &mut self,
+        call: InlineCall,
+        stream: &mut Stream,
+        shared: &Shared,
+    ) -> bool {
         let (enc, failed) = call.finish();
         let Some(enc) = enc else {
             return false;
@@ -236,8 +241,12 @@ impl Exchange {
         self.enc = enc;
         // Let the other connections with a request ready run theirs first,
         // so their responses leave together: a client woken once for a
-        // burst costs the machine less than one woken per response.
-        tokio::task::yield_now().await;
+        // burst costs the machine less than one woken per response. Alone,
+        // there is nobody to wait for, and a yield costs a poll of the
+        // driver (an epoll_wait) per request.
+        if shared.others_open() {
+            tokio::task::yield_now().await;
+        }
         if failed {
             // The client is gone; log what the app answered.
             return false;

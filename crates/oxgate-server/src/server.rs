@@ -103,6 +103,11 @@ impl Shared {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// Other connections than the caller's are open in this worker.
+    pub(crate) fn others_open(&self) -> bool {
+        self.active.load(Ordering::Relaxed) > 1
+    }
+
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
