@@ -22,6 +22,13 @@ NOTES = [
     "connection until the client closes it, and the other 63 wait.",
     "- waitress (a thread pool) and bjoern (one event loop) have no multi-process mode; "
     "fastwsgi forks its workers itself.",
+    "- *file-10m* is bound by wrk's CPU, not the server's. Over loopback the receiver's TCP "
+    "work lands on whichever CPU is running when the data arrives: a server that sends a "
+    "file in small pieces (bjoern: 16 KiB sendfile calls, one loop turn each) does more of "
+    "wrk's receive work on its own CPU, spends 2-3x the CPU per response and leaves wrk "
+    "faster. oxgate hands the kernel the whole file per call; cut into 16 KiB pieces it "
+    "measured 780-920 req/s at 3.1-4.8 ms of CPU per response, against 650-730 at "
+    "0.9-1.0 ms (2026-12-04). Over a network the client does that work on its own machine.",
 ]
 
 
