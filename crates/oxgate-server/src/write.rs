@@ -2,6 +2,8 @@
 //! (RFC 9112 section 4, RFC 9110 section 6.6). Framing is decided by the
 //! caller with `oxgate_proto::response::response_framing`.
 
+use std::io::Write;
+
 use oxgate_proto::{ResponseFraming, Version};
 
 use crate::date::with_http_date;
@@ -73,21 +75,9 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 fn push_length(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(b"Content-Length: ");
-    // Digits without a String: a response never waits on an allocation.
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
+    // Formatted straight into the buffer: no String per response. Writing
+    // to a Vec cannot fail.
+    let _ = write!(out, "Content-Length: {n}\r\n");
 }
 
 /// A complete response the server makes itself (errors, overload), always
@@ -124,7 +114,7 @@ pub fn simple_response(
 
 /// Append a chunk-size line for `len` bytes (RFC 9112 7.1).
 pub fn chunk_header(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(format!("{len:X}\r\n").as_bytes());
+    let _ = write!(out, "{len:X}\r\n");
 }
 
 #[cfg(test)]
@@ -138,6 +128,15 @@ mod tests {
             let mut out = Vec::new();
             push_length(&mut out, n);
             assert_eq!(out, format!("Content-Length: {n}\r\n").into_bytes());
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_are_upper_case_hex() {
+        for (len, line) in [(1, "1\r\n"), (255, "FF\r\n"), (65_536, "10000\r\n")] {
+            let mut out = Vec::new();
+            chunk_header(&mut out, len);
+            assert_eq!(out, line.as_bytes());
         }
     }
 
