@@ -109,19 +109,15 @@ impl State {
         }
     }
 
-    fn take(&mut self, n: usize) -> Bytes {
-        self.pending.take(n)
-    }
-
     fn read(&mut self, py: Python<'_>, size: Option<usize>) -> PyResult<Bytes> {
         match size {
             Some(n) => {
                 while self.pending.len() < n && self.fill(py)? {}
-                Ok(self.take(n))
+                Ok(self.pending.take(n))
             }
             None => {
                 while self.fill(py)? {}
-                Ok(self.take(self.pending.len()))
+                Ok(self.pending.take(usize::MAX))
             }
         }
     }
@@ -131,11 +127,11 @@ impl State {
         loop {
             if let Some(i) = self.pending.newline(scanned) {
                 let end = i + 1;
-                return Ok(self.take(limit.map_or(end, |l| l.min(end))));
+                return Ok(self.pending.take(limit.map_or(end, |l| l.min(end))));
             }
             scanned = self.pending.len();
             if limit.is_some_and(|l| scanned >= l) || !self.fill(py)? {
-                return Ok(self.take(limit.unwrap_or(usize::MAX)));
+                return Ok(self.pending.take(limit.unwrap_or(usize::MAX)));
             }
         }
     }
