@@ -2,6 +2,7 @@
 //! request to the app side, write what comes back, then keep-alive or close
 //! (RFC 9112 section 9). Protocol decisions come from oxgate-proto.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use oxgate_proto::{parse_head, Parsed, ProtoError, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::timeout;
+use tokio::time::{timeout, Sleep};
 
 use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
@@ -25,9 +26,13 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
     let mut buf = BytesMut::with_capacity(8 * 1024);
     // The response buffer, kept from one response to the next.
     let mut spare = Vec::with_capacity(512);
+    // One timer for every wait on a head, moved on rather than made anew:
+    // a later deadline only updates the armed entry, where a fresh timeout
+    // per read costs an insert into and a removal from the timer wheel.
+    let mut timer = Box::pin(tokio::time::sleep(shared.settings.head_timeout));
     let mut first = true;
     loop {
-        let head = match read_head(&mut stream, &mut buf, &shared, first).await {
+        let head = match read_head(&mut stream, &mut buf, &shared, first, timer.as_mut()).await {
             Ok(Some(head)) => Arc::new(head),
             Ok(None) => return,
             Err(e) => {
@@ -147,16 +152,19 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
     }
 }
 
-/// Read the next head. `Ok(None)`: the connection ended cleanly, idled
-/// out, or the server is stopping between requests.
+/// Read the next head, waiting on `timer`: --keep-alive between requests,
+/// --header-timeout from the head's first byte (or from accept). `Ok(None)`:
+/// the connection ended cleanly, idled out, or the server is stopping
+/// between requests.
 async fn read_head(
     stream: &mut Stream,
     buf: &mut BytesMut,
     shared: &Shared,
     first: bool,
+    mut timer: Pin<&mut Sleep>,
 ) -> Result<Option<RequestHead>, ProtoError> {
     let settings = &shared.settings;
-    let mut deadline = None;
+    let mut head_deadline = None;
     loop {
         if !buf.is_empty() {
             if let Parsed::Complete(head, used) = parse_head(buf, &settings.limits)? {
@@ -164,18 +172,18 @@ async fn read_head(
                 return Ok(Some(*head));
             }
         }
-        let wait = if buf.is_empty() && !first {
-            settings.keepalive
-        } else {
-            // The head timer starts at its first byte (or at accept).
-            let d = *deadline.get_or_insert_with(|| Instant::now() + settings.head_timeout);
-            d.saturating_duration_since(Instant::now())
-        };
-        // Between requests a stopping server closes idle connections; a
-        // connection accepted just before the stop still gets its answer.
         let idle = buf.is_empty() && !first;
-        let read = timeout(wait, stream.read_buf(buf));
+        let now = tokio::time::Instant::now();
+        let deadline = if idle {
+            now + settings.keepalive
+        } else {
+            *head_deadline.get_or_insert(now + settings.head_timeout)
+        };
+        timer.as_mut().reset(deadline);
+        let read = stream.read_buf(buf);
         let res = if idle {
+            // Between requests a stopping server closes idle connections; a
+            // connection accepted just before the stop still gets its answer.
             // Listening before looking at the flag: a stop between the two
             // is seen either way.
             let close = shared.pressure.notified();
@@ -185,19 +193,25 @@ async fn read_head(
                 return Ok(None);
             }
             tokio::select! {
-                res = read => res,
+                biased;
+                res = read => Some(res),
+                () = timer.as_mut() => None,
                 () = close => return Ok(None),
             }
         } else {
-            read.await
+            tokio::select! {
+                biased;
+                res = read => Some(res),
+                () = timer.as_mut() => None,
+            }
         };
         match res {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return Ok(None),
+            Some(Ok(n)) if n > 0 => {}
+            Some(_) => return Ok(None),
             // --header-timeout with part of a head: say why (RFC 9110
             // section 15.5.9); a connection that sent nothing just closes.
-            Err(_) if !buf.is_empty() => return Err(ProtoError::RequestTimeout),
-            Err(_) => return Ok(None),
+            None if !buf.is_empty() => return Err(ProtoError::RequestTimeout),
+            None => return Ok(None),
         }
     }
 }
