@@ -199,3 +199,93 @@ def test_environ_keys_are_str_and_cgi_values_are_native_str(echo):
     assert env["_checks"]["all_keys_str"]
     assert env["_checks"]["cgi_values_str"]
     assert env["HTTP_X_LATIN"] == "caf\u00e9"  # obs-text bytes arrive as latin-1
+
+
+def environs_on_one_connection(server, requests: list[bytes]) -> list[dict]:
+    """The environ of each request, sent one after another on one connection."""
+    envs = []
+    with server.connect() as conn:
+        for request in requests:
+            conn.send(request)
+            resp = conn.read_response()
+            assert resp.status == 200, resp
+            envs.append(resp.json())
+    return envs
+
+
+def test_header_values_follow_each_request_on_a_kept_alive_connection(echo):
+    # oxgate reuses a connection's header strings while their bytes repeat:
+    # a changed, a vanished or a new header must show as such every time.
+    first, second, third = environs_on_one_connection(
+        echo,
+        [
+            simple_request(headers=[("Cookie", "a=1"), ("X-Gone", "soon"), ("Accept", "*/*")]),
+            simple_request(headers=[("Cookie", "a=2"), ("Accept", "*/*"), ("X-New", "n")]),
+            simple_request(headers=[("cookie", "a=2"), ("Accept", "text/html")]),
+        ],
+    )
+    assert (first["HTTP_COOKIE"], first["HTTP_X_GONE"], first["HTTP_ACCEPT"]) == (
+        "a=1",
+        "soon",
+        "*/*",
+    )
+    assert "HTTP_X_NEW" not in first
+    assert (second["HTTP_COOKIE"], second["HTTP_ACCEPT"], second["HTTP_X_NEW"]) == (
+        "a=2",
+        "*/*",
+        "n",
+    )
+    assert "HTTP_X_GONE" not in second
+    assert (third["HTTP_COOKIE"], third["HTTP_ACCEPT"]) == ("a=2", "text/html")
+    assert "HTTP_X_NEW" not in third and "HTTP_X_GONE" not in third
+
+
+def test_server_name_follows_the_host_of_each_request_on_a_kept_alive_connection(echo):
+    envs = environs_on_one_connection(
+        echo,
+        [
+            simple_request(host="one.example:8001"),
+            simple_request(host="one.example:8001"),
+            simple_request(host="two.example"),
+            simple_request(version="HTTP/1.0", host=None, headers=[("Connection", "keep-alive")]),
+            simple_request(target="http://three.example:9/abs", host="ignored.example"),
+        ],
+    )
+    seen = [(e["SERVER_NAME"], e["SERVER_PORT"], e.get("HTTP_HOST")) for e in envs]
+    assert seen[:3] == [
+        ("one.example", "8001", "one.example:8001"),
+        ("one.example", "8001", "one.example:8001"),
+        ("two.example", "80", "two.example"),
+    ]
+    assert seen[3][1:] == (str(echo.port), None)
+    assert seen[4] == ("three.example", "9", "ignored.example")
+    assert {e["REMOTE_PORT"] for e in envs} == {envs[0]["REMOTE_PORT"]}
+
+
+def test_every_per_request_key_is_set_for_each_request(echo):
+    # The keys every request sets start from placeholders in a shared dict;
+    # none may keep its placeholder or the previous request's value.
+    first, second = environs_on_one_connection(
+        echo,
+        [
+            simple_request("POST", "/p/q%20r?x=1", body=b"b"),
+            simple_request("GET", "/", version="HTTP/1.0", headers=[("Connection", "keep-alive")]),
+        ],
+    )
+    assert (first["REQUEST_METHOD"], first["PATH_INFO"], first["RAW_URI"]) == (
+        "POST",
+        "/p/q r",
+        "/p/q%20r?x=1",
+    )
+    assert (first["QUERY_STRING"], first["SERVER_PROTOCOL"]) == ("x=1", "HTTP/1.1")
+    assert (second["REQUEST_METHOD"], second["PATH_INFO"], second["RAW_URI"]) == ("GET", "/", "/")
+    assert (second["QUERY_STRING"], second["SERVER_PROTOCOL"]) == ("", "HTTP/1.0")
+    for env in (first, second):
+        assert env["REMOTE_ADDR"] == "127.0.0.1"
+        assert env["SERVER_NAME"] and env["SERVER_PORT"]
+        assert env["wsgi.input"] == "<Input>"
+
+
+def test_repeated_headers_in_other_cases_are_joined(echo):
+    env = environ_for(echo, simple_request(headers=[("X-Multi", "a"), ("x-multi", "b")]))
+    assert env["HTTP_X_MULTI"] == "a, b"

@@ -4,25 +4,30 @@
 //! framing a front proxy could read differently is refused, never guessed.
 
 use crate::error::ProtoError;
-use crate::head::{BodyFraming, Header, Version};
+use crate::head::{BodyFraming, Version};
 use crate::request_line::{valid_authority, without_empty_port};
 use crate::syntax::{is_token, list_elements, parse_decimal, trim_ows};
 
 /// What the header section decided.
 #[derive(Debug)]
-pub(crate) struct Decisions {
+pub(crate) struct Decisions<'a> {
     pub(crate) framing: BodyFraming,
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
-    /// The Host header's value (an empty port dropped), None when absent or empty.
-    pub(crate) host: Option<String>,
+    /// The Host header's value (an empty port dropped, a piece of the value),
+    /// None when absent or empty. ASCII: it passed `valid_authority`.
+    pub(crate) host: Option<&'a [u8]>,
 }
 
 const fn bad(why: &'static str) -> ProtoError {
     ProtoError::BadRequest(why)
 }
 
-pub(crate) fn decide(version: Version, headers: &[Header]) -> Result<Decisions, ProtoError> {
+/// Decide from the header fields, given as (name, value) pairs in order.
+pub(crate) fn decide<'a>(
+    version: Version,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Decisions<'a>, ProtoError> {
     let mut host: Option<&[u8]> = None;
     let mut transfer_encodings: Vec<&[u8]> = Vec::new();
     let mut content_length: Option<&[u8]> = None;
@@ -30,9 +35,7 @@ pub(crate) fn decide(version: Version, headers: &[Header]) -> Result<Decisions, 
     let mut keep_alive_token = false;
     let mut expect_continue = false;
 
-    for h in headers {
-        let name = h.name.as_bytes();
-        let value = h.value.as_slice();
+    for (name, value) in headers {
         if name.eq_ignore_ascii_case(b"host") {
             // RFC 9112 section 3.2: more than one Host line is a 400.
             if host.replace(value).is_some() {
@@ -82,12 +85,7 @@ pub(crate) fn decide(version: Version, headers: &[Header]) -> Result<Decisions, 
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
-        host: host
-            .map(without_empty_port)
-            .filter(|v| !v.is_empty())
-            // valid_authority admitted only ASCII, so this never drops a value.
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_owned),
+        host: host.map(without_empty_port).filter(|v| !v.is_empty()),
     })
 }
 

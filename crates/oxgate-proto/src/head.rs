@@ -71,10 +71,33 @@ impl Version {
 }
 
 /// One header field as received (name case preserved, value trimmed of OWS).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: Vec<u8>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// A token (RFC 9110 section 5.1): ASCII.
+    pub name: &'a str,
+    /// Raw bytes: obs-text (0x80-0xFF) is kept.
+    pub value: &'a [u8],
+}
+
+/// Where a piece of the head lies in its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    /// The span of `piece`, a sub-slice of `whole` (or any empty slice).
+    fn of(whole: &[u8], piece: &[u8]) -> Span {
+        if piece.is_empty() {
+            return Span::default();
+        }
+        let start = (piece.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+        Span {
+            start,
+            end: start + piece.len(),
+        }
+    }
 }
 
 /// How the request body is delimited (RFC 9112 section 6.3).
@@ -85,52 +108,104 @@ pub enum BodyFraming {
     Chunked,
 }
 
+/// A parsed request head. It keeps one copy of the head's bytes, and every
+/// string it gives out is a piece of them: one allocation per head instead
+/// of one per part and per header field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    pub method: String,
-    /// The request-target exactly as sent (RAW_URI).
-    pub target: String,
-    /// Path part of the target, still percent-encoded; "*" for asterisk-form;
-    /// for absolute-form only the path ("/" if empty).
-    pub path: String,
-    /// Query string without '?', raw.
-    pub query: String,
+    raw: Box<[u8]>,
+    method: Span,
+    target: Span,
+    path: Span,
+    query: Span,
+    host: Option<Span>,
+    /// Name and value of each field line, in order.
+    fields: Vec<(Span, Span)>,
     pub version: Version,
-    pub headers: Vec<Header>,
     pub framing: BodyFraming,
     /// Whether the connection may stay open after this request (RFC 9112 9.3).
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (HTTP/1.1 only).
     pub expect_continue: bool,
-    /// Host from an absolute-form target, else the Host header, if any;
-    /// an empty port ("host:") is dropped (RFC 9110 section 4.2.3).
-    pub host: Option<String>,
 }
 
 impl RequestHead {
+    fn bytes(&self, span: Span) -> &[u8] {
+        self.raw.get(span.start..span.end).unwrap_or_default()
+    }
+
+    /// A piece `parse_head` checked to be ASCII (the request line, field
+    /// names, a Host that passed `valid_authority`), so never "" by accident.
+    fn text(&self, span: Span) -> &str {
+        let bytes = self.bytes(span);
+        if !bytes.is_ascii() {
+            return "";
+        }
+        // SAFETY: ASCII bytes are valid UTF-8, checked just above. This is
+        // from_utf8 without its general-purpose validation, which cost more
+        // than the word-at-a-time ASCII check on these short pieces (the
+        // accessors run a dozen times per request).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
+    pub fn method(&self) -> &str {
+        self.text(self.method)
+    }
+
+    /// The request-target exactly as sent (RAW_URI).
+    pub fn target(&self) -> &str {
+        self.text(self.target)
+    }
+
+    /// Path part of the target, still percent-encoded; "*" for asterisk-form;
+    /// for absolute-form only the path ("/" if empty).
+    pub fn path(&self) -> &str {
+        match self.text(self.path) {
+            "" => "/",
+            path => path,
+        }
+    }
+
+    /// Query string without '?', raw.
+    pub fn query(&self) -> &str {
+        self.text(self.query)
+    }
+
+    /// Host from an absolute-form target, else the Host header, if any;
+    /// an empty port ("host:") is dropped (RFC 9110 section 4.2.3).
+    pub fn host(&self) -> Option<&str> {
+        self.host.map(|h| self.text(h))
+    }
+
+    /// The header fields in the order they came.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = Header<'_>> + Clone + '_ {
+        self.fields.iter().map(|&(name, value)| Header {
+            name: self.text(name),
+            value: self.bytes(value),
+        })
+    }
+
     /// First header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_slice())
+            .map(|h| h.value)
     }
 }
 
 /// Whether any Connection header of `head` lists `token` (case-insensitive,
 /// RFC 9110 section 7.6.1), e.g. "close", "keep-alive" or "upgrade".
 pub fn connection_has_token(head: &RequestHead, token: &str) -> bool {
-    head.headers
-        .iter()
+    head.headers()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| crate::syntax::list_elements(&h.value))
+        .flat_map(|h| crate::syntax::list_elements(h.value))
         .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 #[derive(Debug)]
 pub enum Parsed {
     /// A full head; the usize is how many bytes of the buffer it took.
-    Complete(Box<RequestHead>, usize),
+    Complete(RequestHead, usize),
     /// Need more bytes; nothing over a limit so far.
     Partial,
 }
@@ -167,7 +242,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
     let request_line = request_line::parse(line, lim.max_request_line)?;
     let mut pos = start + line.len() + 2;
 
-    let mut headers: Vec<Header> = Vec::with_capacity(16);
+    let mut fields: Vec<(Span, Span)> = Vec::with_capacity(8);
     loop {
         let rest = buf.get(pos..).unwrap_or_default();
         match rest {
@@ -184,7 +259,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
             [b' ' | b'\t', ..] => return Err(bad("obsolete line folding or leading whitespace")),
             _ => {}
         }
-        if headers.len() >= lim.max_headers {
+        if fields.len() >= lim.max_headers {
             return Err(ProtoError::HeaderFieldsTooLarge("too many header fields"));
         }
         let too_long = ProtoError::HeaderFieldsTooLarge("header field line too long");
@@ -192,29 +267,36 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
         let max = lim.max_header_size.saturating_sub(2);
         match take_line(rest, max, too_long, check_partial_field)? {
             Line::Complete(line) => {
-                headers.push(parse_field(line)?);
+                let (name, value) = parse_field(line)?;
+                fields.push((Span::of(buf, name), Span::of(buf, value)));
                 pos += line.len() + 2;
             }
             Line::Partial => return Ok(Parsed::Partial),
         }
     }
 
-    let decided = framing::decide(request_line.version, &headers)?;
+    let field_bytes = |s: Span| buf.get(s.start..s.end).unwrap_or_default();
+    let pairs = fields
+        .iter()
+        .map(|&(n, v)| (field_bytes(n), field_bytes(v)));
+    let decided = framing::decide(request_line.version, pairs)?;
+    let raw: Box<[u8]> = buf.get(..pos).unwrap_or_default().into();
     let head = RequestHead {
-        method: request_line.method,
-        target: request_line.target,
-        path: request_line.path,
-        query: request_line.query,
+        method: Span::of(buf, request_line.method),
+        target: Span::of(buf, request_line.target),
+        path: Span::of(buf, request_line.path),
+        query: Span::of(buf, request_line.query),
+        // RFC 9112 section 3.2.2: an absolute-form target's authority wins
+        // over the Host header.
+        host: request_line.host.or(decided.host).map(|h| Span::of(buf, h)),
+        fields,
         version: request_line.version,
-        headers,
         framing: decided.framing,
         keep_alive: decided.keep_alive,
         expect_continue: decided.expect_continue,
-        // RFC 9112 section 3.2.2: an absolute-form target's authority wins
-        // over the Host header.
-        host: request_line.host.or(decided.host),
+        raw,
     };
-    Ok(Parsed::Complete(Box::new(head), pos))
+    Ok(Parsed::Complete(head, pos))
 }
 
 const fn bad(why: &'static str) -> ProtoError {
@@ -298,17 +380,14 @@ fn check_partial_request_line(prefix: &[u8]) -> Result<(), ProtoError> {
     }
 }
 
-/// `field-line = field-name ":" OWS field-value OWS` (RFC 9112 section 5).
-fn parse_field(line: &[u8]) -> Result<Header, ProtoError> {
+/// `field-line = field-name ":" OWS field-value OWS` (RFC 9112 section 5):
+/// the name (a token) and the value without OWS, as pieces of `line`.
+fn parse_field(line: &[u8]) -> Result<(&[u8], &[u8]), ProtoError> {
     let colon = memchr(b':', line).ok_or(bad("header line without colon"))?;
     let (name, value) = (&line[..colon], &line[colon + 1..]);
     check_name(name)?;
     check_value(value)?;
-    let name = std::str::from_utf8(name).map_err(|_| bad("invalid header name"))?;
-    Ok(Header {
-        name: name.to_owned(),
-        value: trim_ows(value).to_vec(),
-    })
+    Ok((name, trim_ows(value)))
 }
 
 /// What is already wrong in an unfinished field line.

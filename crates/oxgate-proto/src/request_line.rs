@@ -8,16 +8,18 @@ use crate::error::ProtoError;
 use crate::head::Version;
 use crate::syntax::is_token;
 
-/// A request line that passed every check.
+/// A request line that passed every check; every part is a piece of the
+/// line, and printable ASCII.
 #[derive(Debug)]
-pub(crate) struct RequestLine {
-    pub(crate) method: String,
-    pub(crate) target: String,
-    pub(crate) path: String,
-    pub(crate) query: String,
+pub(crate) struct RequestLine<'a> {
+    pub(crate) method: &'a [u8],
+    pub(crate) target: &'a [u8],
+    /// Empty for an absolute-form target without a path, which means "/".
+    pub(crate) path: &'a [u8],
+    pub(crate) query: &'a [u8],
     pub(crate) version: Version,
     /// The authority of an absolute-form target (RFC 9112 section 3.2.2).
-    pub(crate) host: Option<String>,
+    pub(crate) host: Option<&'a [u8]>,
 }
 
 const fn bad(why: &'static str) -> ProtoError {
@@ -32,7 +34,7 @@ const fn bad(why: &'static str) -> ProtoError {
 /// then bytes, then the
 /// version (so the HTTP/2 preface `PRI * HTTP/2.0` is a 505, not a 400 for
 /// its asterisk-form), then method and target.
-pub(crate) fn parse(line: &[u8], max_len: usize) -> Result<RequestLine, ProtoError> {
+pub(crate) fn parse(line: &[u8], max_len: usize) -> Result<RequestLine<'_>, ProtoError> {
     if line.len() > max_len {
         return Err(ProtoError::UriTooLong);
     }
@@ -59,11 +61,10 @@ pub(crate) fn parse(line: &[u8], max_len: usize) -> Result<RequestLine, ProtoErr
     if target.is_empty() {
         return Err(bad("empty request-target"));
     }
-    let method = ascii_string(method)?;
-    let form = parse_target(&method, target)?;
+    let form = parse_target(method, target)?;
     Ok(RequestLine {
-        target: ascii_string(target)?,
         method,
+        target,
         path: form.path,
         query: form.query,
         version,
@@ -95,14 +96,14 @@ fn parse_version(v: &[u8]) -> Result<Version, ProtoError> {
     }
 }
 
-struct TargetParts {
-    path: String,
-    query: String,
-    host: Option<String>,
+struct TargetParts<'a> {
+    path: &'a [u8],
+    query: &'a [u8],
+    host: Option<&'a [u8]>,
 }
 
 /// The four request-target forms of RFC 9112 section 3.2.
-fn parse_target(method: &str, target: &[u8]) -> Result<TargetParts, ProtoError> {
+fn parse_target<'a>(method: &[u8], target: &'a [u8]) -> Result<TargetParts<'a>, ProtoError> {
     // A fragment is never sent (RFC 9110 section 4.2.4); one here means the
     // client or an intermediary is confused about where the URI ends.
     if memchr(b'#', target).is_some() {
@@ -110,25 +111,25 @@ fn parse_target(method: &str, target: &[u8]) -> Result<TargetParts, ProtoError> 
     }
     // authority-form exists only for CONNECT (section 3.2.3), and a WSGI
     // server has no tunnel to offer.
-    if method == "CONNECT" {
+    if method == b"CONNECT" {
         return Err(ProtoError::NotImplemented("CONNECT"));
     }
     if target == b"*" {
         // asterisk-form is only for a server-wide OPTIONS (section 3.2.4).
-        if method != "OPTIONS" {
+        if method != b"OPTIONS" {
             return Err(bad("asterisk-form request-target without OPTIONS"));
         }
         return Ok(TargetParts {
-            path: "*".to_owned(),
-            query: String::new(),
+            path: target,
+            query: &[],
             host: None,
         });
     }
     if target.first() == Some(&b'/') {
         let (path, query) = split_query(target);
         return Ok(TargetParts {
-            path: ascii_string(path)?,
-            query: ascii_string(query)?,
+            path,
+            query,
             host: None,
         });
     }
@@ -137,7 +138,7 @@ fn parse_target(method: &str, target: &[u8]) -> Result<TargetParts, ProtoError> 
 
 /// absolute-form (RFC 9112 section 3.2.2): only http and https make sense for
 /// an origin server; the authority replaces the Host header.
-fn parse_absolute(target: &[u8]) -> Result<TargetParts, ProtoError> {
+fn parse_absolute(target: &[u8]) -> Result<TargetParts<'_>, ProtoError> {
     let after_scheme = strip_prefix_ignore_case(target, b"http://")
         .or_else(|| strip_prefix_ignore_case(target, b"https://"))
         .ok_or(bad(
@@ -158,15 +159,10 @@ fn parse_absolute(target: &[u8]) -> Result<TargetParts, ProtoError> {
         return Err(bad("invalid authority in request-target"));
     }
     let (path, query) = split_query(rest);
-    let path = if path.is_empty() {
-        "/".to_owned()
-    } else {
-        ascii_string(path)?
-    };
     Ok(TargetParts {
         path,
-        query: ascii_string(query)?,
-        host: Some(ascii_string(without_empty_port(authority))?),
+        query,
+        host: Some(without_empty_port(authority)),
     })
 }
 
@@ -191,14 +187,6 @@ fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> 
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
-}
-
-fn ascii_string(bytes: &[u8]) -> Result<String, ProtoError> {
-    // Callers pass bytes already checked to be ASCII; the error arm is for
-    // the type system, not a reachable path.
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| bad("non-ASCII byte in request line"))
 }
 
 /// `uri-host [ ":" port ]` (RFC 9110 section 7.2 / RFC 3986 section 3.2),

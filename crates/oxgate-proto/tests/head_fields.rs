@@ -16,19 +16,19 @@ fn header_names_keep_case_and_values_lose_ows() {
     ]))
     .unwrap();
     assert_eq!(
-        head.headers[1..],
+        head.headers().skip(1).collect::<Vec<_>>(),
         [
             Header {
-                name: "X-Thing".into(),
-                value: b"a value".to_vec()
+                name: "X-Thing",
+                value: b"a value"
             },
             Header {
-                name: "x-empty".into(),
-                value: Vec::new()
+                name: "x-empty",
+                value: b""
             },
             Header {
-                name: "X-Tight".into(),
-                value: b"v".to_vec()
+                name: "X-Tight",
+                value: b"v"
             },
         ]
     );
@@ -151,7 +151,7 @@ fn valid_host_values_are_accepted() {
         "a_b.local",
     ] {
         let raw = format!("GET / HTTP/1.1\r\nHost: {ok}\r\n\r\n");
-        assert_eq!(parse(raw.as_bytes()).unwrap().host.as_deref(), Some(ok));
+        assert_eq!(parse(raw.as_bytes()).unwrap().host(), Some(ok));
     }
 }
 
@@ -162,18 +162,18 @@ fn empty_port_is_dropped_from_host() {
     for (raw_host, host) in [("t:", "t"), ("[::1]:", "[::1]"), ("t:80", "t:80")] {
         let raw = format!("GET / HTTP/1.1\r\nHost: {raw_host}\r\n\r\n");
         let head = parse(raw.as_bytes()).unwrap();
-        assert_eq!(head.host.as_deref(), Some(host), "{raw_host}");
+        assert_eq!(head.host(), Some(host), "{raw_host}");
         assert_eq!(head.header("host"), Some(raw_host.as_bytes()));
     }
     let head = parse(b"GET http://a:/p HTTP/1.1\r\nHost: b\r\n\r\n").unwrap();
-    assert_eq!(head.host.as_deref(), Some("a"));
-    assert_eq!(head.target, "http://a:/p");
+    assert_eq!(head.host(), Some("a"));
+    assert_eq!(head.target(), "http://a:/p");
 }
 
 #[test]
 fn empty_host_header_is_accepted_with_no_host() {
     let head = parse(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").unwrap();
-    assert_eq!(head.host, None);
+    assert_eq!(head.host(), None);
     assert_eq!(head.header("host"), Some(&b""[..]));
 }
 

@@ -90,7 +90,7 @@ fn header_count_at_limit_passes_and_one_more_is_431() {
     let lim = limits(4094, 5, 8190);
     // Host plus four more is five fields.
     let five = common::get_with(&["A: 1", "B: 2", "C: 3", "D: 4"]);
-    assert_eq!(parse_with(&five, &lim).unwrap().headers.len(), 5);
+    assert_eq!(parse_with(&five, &lim).unwrap().headers().len(), 5);
     let six = common::get_with(&["A: 1", "B: 2", "C: 3", "D: 4", "E: 5"]);
     assert_eq!(parse_head(&six, &lim).unwrap_err().status(), 431);
 }
@@ -119,7 +119,7 @@ fn header_count_limit_zero_or_huge_means_32768() {
     }
     let mut ok = raw.clone();
     ok.extend_from_slice(b"\r\n");
-    assert_eq!(parse_with(&ok, &lim).unwrap().headers.len(), 32768);
+    assert_eq!(parse_with(&ok, &lim).unwrap().headers().len(), 32768);
     raw.extend_from_slice(b"X: y\r\n\r\n");
     assert_eq!(parse_head(&raw, &lim).unwrap_err().status(), 431);
 }

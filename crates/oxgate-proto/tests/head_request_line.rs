@@ -10,12 +10,12 @@ use oxgate_proto::{parse_head, Limits, Parsed, ProtoError, Version};
 #[test]
 fn simple_get_is_parsed() {
     let head = parse(b"GET /index.html?a=1&b=2 HTTP/1.1\r\nHost: example.com\r\n\r\n").unwrap();
-    assert_eq!(head.method, "GET");
-    assert_eq!(head.target, "/index.html?a=1&b=2");
-    assert_eq!(head.path, "/index.html");
-    assert_eq!(head.query, "a=1&b=2");
+    assert_eq!(head.method(), "GET");
+    assert_eq!(head.target(), "/index.html?a=1&b=2");
+    assert_eq!(head.path(), "/index.html");
+    assert_eq!(head.query(), "a=1&b=2");
     assert_eq!(head.version, Version::Http11);
-    assert_eq!(head.host.as_deref(), Some("example.com"));
+    assert_eq!(head.host(), Some("example.com"));
     assert!(head.keep_alive);
     assert!(!head.expect_continue);
 }
@@ -26,7 +26,7 @@ fn consumed_stops_at_end_of_head_and_ignores_following_bytes() {
     match parse_head(raw, &Limits::default()).unwrap() {
         Parsed::Complete(head, consumed) => {
             assert_eq!(consumed, 27);
-            assert_eq!(head.path, "/");
+            assert_eq!(head.path(), "/");
         }
         Parsed::Partial => panic!("partial"),
     }
@@ -80,7 +80,7 @@ fn bare_cr_before_request_line_is_400() {
 fn http10_without_host_is_accepted() {
     let head = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(head.version, Version::Http10);
-    assert_eq!(head.host, None);
+    assert_eq!(head.host(), None);
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn method_must_be_a_token() {
     assert_eq!(
         parse(b"PURGE / HTTP/1.1\r\nHost: a\r\n\r\n")
             .unwrap()
-            .method,
+            .method(),
         "PURGE"
     );
 }
@@ -188,12 +188,12 @@ fn request_line_with_bare_lf_is_400() {
 #[test]
 fn origin_form_keeps_percent_encoding_and_splits_first_question_mark() {
     let head = parse(b"GET /a%20b/c?x=1?y=2 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    assert_eq!(head.path, "/a%20b/c");
-    assert_eq!(head.query, "x=1?y=2");
+    assert_eq!(head.path(), "/a%20b/c");
+    assert_eq!(head.query(), "x=1?y=2");
     let head = parse(b"GET /p? HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    assert_eq!((head.path.as_str(), head.query.as_str()), ("/p", ""));
+    assert_eq!((head.path(), head.query()), ("/p", ""));
     let head = parse(b"GET //x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    assert_eq!(head.path, "//x");
+    assert_eq!(head.path(), "//x");
 }
 
 #[test]
@@ -207,25 +207,25 @@ fn absolute_form_takes_host_from_target() {
     let head =
         parse(b"GET http://Other.example:8080/p/q?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
             .unwrap();
-    assert_eq!(head.host.as_deref(), Some("Other.example:8080"));
-    assert_eq!(head.path, "/p/q");
-    assert_eq!(head.query, "x=1");
-    assert_eq!(head.target, "http://Other.example:8080/p/q?x=1");
+    assert_eq!(head.host(), Some("Other.example:8080"));
+    assert_eq!(head.path(), "/p/q");
+    assert_eq!(head.query(), "x=1");
+    assert_eq!(head.target(), "http://Other.example:8080/p/q?x=1");
 }
 
 #[test]
 fn absolute_form_scheme_is_case_insensitive_and_https_is_accepted() {
     let head = parse(b"GET HTTPS://h/ HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
-    assert_eq!(head.host.as_deref(), Some("h"));
-    assert_eq!(head.path, "/");
+    assert_eq!(head.host(), Some("h"));
+    assert_eq!(head.path(), "/");
 }
 
 #[test]
 fn absolute_form_with_empty_path_has_path_slash() {
     let head = parse(b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
-    assert_eq!((head.path.as_str(), head.query.as_str()), ("/", ""));
+    assert_eq!((head.path(), head.query()), ("/", ""));
     let head = parse(b"GET http://h?q=1 HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
-    assert_eq!((head.path.as_str(), head.query.as_str()), ("/", "q=1"));
+    assert_eq!((head.path(), head.query()), ("/", "q=1"));
 }
 
 #[test]
@@ -254,14 +254,7 @@ fn absolute_form_with_other_scheme_is_400() {
 #[test]
 fn asterisk_form_is_accepted_for_options_only() {
     let head = parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    assert_eq!(
-        (
-            head.path.as_str(),
-            head.query.as_str(),
-            head.target.as_str()
-        ),
-        ("*", "", "*")
-    );
+    assert_eq!((head.path(), head.query(), head.target()), ("*", "", "*"));
     assert_eq!(status(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
     assert_eq!(status(b"OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
 }

@@ -2,25 +2,43 @@
 //! Variables", CGI/1.1 RFC 3875 section 4.1): constants prepared once and
 //! copied, interned keys, the mapping rules from oxgate-proto.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use oxgate_proto::environ::{header_key, percent_decode};
+use oxgate_proto::environ::percent_decode;
 use oxgate_proto::{BodyFraming, RequestHead};
 use oxgate_server::ConnInfo;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use crate::environ_cache::{ConnStrings, HeaderKeys};
 use crate::errors::WsgiErrors;
 use crate::file_wrapper::FileWrapper;
 use crate::input::WsgiInput;
 
+/// The keys every request sets. The shared dict holds them with a
+/// placeholder value, so each request's copy already has room for them and
+/// sets them in place, where adding them would grow the dict once per request.
+const PER_REQUEST: [&str; 9] = [
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "RAW_URI",
+    "SERVER_PROTOCOL",
+    "wsgi.input",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+];
+
 /// What every request's environ shares.
 pub struct AppContext {
-    /// The constant entries, copied for each request.
+    /// The constant entries (and placeholders), copied for each request.
     pub base: Py<PyDict>,
     /// SCRIPT_NAME, from `--root-path` or the SCRIPT_NAME env var.
     pub script_name: String,
+    keys: HeaderKeys,
 }
 
 impl AppContext {
@@ -44,9 +62,14 @@ impl AppContext {
             concat!("oxgate/", env!("CARGO_PKG_VERSION")),
         )?;
         base.set_item("SCRIPT_NAME", latin1(py, script_name.as_bytes()))?;
+        // None, never a valid value: a key left unset would show.
+        for key in PER_REQUEST {
+            base.set_item(PyString::intern(py, key), py.None())?;
+        }
         Ok(AppContext {
             base: base.unbind(),
             script_name,
+            keys: HeaderKeys::default(),
         })
     }
 }
@@ -85,75 +108,156 @@ pub fn build_environ<'py>(
     conn: &Arc<ConnInfo>,
     input: Py<WsgiInput>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let mut kept = conn.app_state.take::<ConnStrings>().unwrap_or_default();
+    let env = fill(py, ctx, head, conn, input, &mut kept);
+    conn.app_state.put(kept);
+    env
+}
+
+fn fill<'py>(
+    py: Python<'py>,
+    ctx: &AppContext,
+    head: &RequestHead,
+    conn: &ConnInfo,
+    input: Py<WsgiInput>,
+    kept: &mut ConnStrings,
+) -> PyResult<Bound<'py, PyDict>> {
     let env = ctx.base.bind(py).copy()?;
-    let method = match head.method.as_str() {
+    let method = match head.method() {
         "GET" => intern!(py, "GET").clone(),
         "POST" => intern!(py, "POST").clone(),
         "HEAD" => intern!(py, "HEAD").clone(),
+        "PUT" => intern!(py, "PUT").clone(),
+        "DELETE" => intern!(py, "DELETE").clone(),
+        "PATCH" => intern!(py, "PATCH").clone(),
+        "OPTIONS" => intern!(py, "OPTIONS").clone(),
         other => PyString::new(py, other),
     };
     env.set_item(intern!(py, "REQUEST_METHOD"), method)?;
-    let path = if head.path == "*" {
-        b"*".to_vec()
+    let path: Cow<'_, [u8]> = if head.path() == "*" || !head.path().contains('%') {
+        Cow::Borrowed(head.path().as_bytes())
     } else {
-        percent_decode(&head.path)
+        Cow::Owned(percent_decode(head.path()))
     };
     let script = ctx.script_name.as_bytes();
     // SCRIPT_NAME is the mount point: strip it so PATH_INFO is the rest.
-    let path_info = if !script.is_empty()
+    let mounted = !script.is_empty()
         && path.starts_with(script)
-        && matches!(path.get(script.len()), None | Some(b'/'))
-    {
-        &path[script.len()..]
+        && matches!(path.get(script.len()), None | Some(b'/'));
+    let path_info = latin1(
+        py,
+        if mounted {
+            &path[script.len()..]
+        } else {
+            &path
+        },
+    );
+    // The usual "/page" target is PATH_INFO's text too: one str for both.
+    let raw_uri = if !mounted && matches!(path, Cow::Borrowed(_)) && head.target() == head.path() {
+        path_info.clone()
     } else {
-        &path[..]
+        PyString::new(py, head.target())
     };
-    env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
-    env.set_item(intern!(py, "QUERY_STRING"), PyString::new(py, &head.query))?;
-    env.set_item(intern!(py, "RAW_URI"), PyString::new(py, &head.target))?;
+    env.set_item(intern!(py, "PATH_INFO"), path_info)?;
+    env.set_item(intern!(py, "QUERY_STRING"), PyString::new(py, head.query()))?;
+    env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
     let protocol = match head.version {
         oxgate_proto::Version::Http11 => intern!(py, "HTTP/1.1"),
         oxgate_proto::Version::Http10 => intern!(py, "HTTP/1.0"),
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
-    for h in &head.headers {
-        let Some(key) = header_key(&h.name) else {
-            continue;
-        };
-        if key == "CONTENT_LENGTH" && !matches!(head.framing, BodyFraming::Length(_)) {
-            continue;
-        }
-        let value = latin1(py, &h.value);
-        match env.get_item(&key)? {
-            // RFC 9110 5.3: repeated fields combine into one comma list.
-            Some(prev) if key.starts_with("HTTP_") => {
-                let joined = format!("{}, {}", prev.extract::<String>()?, value.to_cow()?);
-                env.set_item(key, joined)?;
-            }
-            _ => env.set_item(key, value)?,
-        }
-    }
-    let (name, port) = match head.host.as_deref().filter(|h| !h.is_empty()) {
-        Some(host) => {
-            let (name, port) = split_host(host);
-            (name, port.unwrap_or("80"))
-        }
-        None => (conn.server_name.as_str(), conn.server_port.as_str()),
-    };
+    headers(py, ctx, head, &env, kept)?;
+    let (name, port) = server(py, head, conn, kept);
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
     env.set_item(intern!(py, "SERVER_PORT"), port)?;
     match conn.peer {
         Some(_) => {
-            let (ip, port) = conn.peer_strings();
-            env.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
-            env.set_item(intern!(py, "REMOTE_PORT"), port)?;
+            let (ip, port) = kept.remote.get_or_insert_with(|| {
+                let (ip, port) = conn.peer_strings();
+                (
+                    PyString::new(py, ip).unbind(),
+                    PyString::new(py, port).unbind(),
+                )
+            });
+            env.set_item(intern!(py, "REMOTE_ADDR"), ip.bind(py))?;
+            env.set_item(intern!(py, "REMOTE_PORT"), port.bind(py))?;
         }
         None => {
             env.set_item(intern!(py, "REMOTE_ADDR"), "")?;
         }
     }
     Ok(env)
+}
+
+/// The HTTP_* (and CONTENT_*) entries, one per header name: RFC 9110
+/// section 5.3 lets repeated fields combine into one comma-separated list.
+fn headers<'py>(
+    py: Python<'py>,
+    ctx: &AppContext,
+    head: &RequestHead,
+    env: &Bound<'py, PyDict>,
+    kept: &mut ConnStrings,
+) -> PyResult<()> {
+    for (i, h) in head.headers().enumerate() {
+        let Some((key, interned)) = ctx.keys.get(py, h.name) else {
+            continue;
+        };
+        let is_length = h.name.eq_ignore_ascii_case("content-length");
+        if is_length && !matches!(head.framing, BodyFraming::Length(_)) {
+            continue;
+        }
+        // Names map to one key exactly when they are equal but for case.
+        let repeated = head
+            .headers()
+            .take(i)
+            .any(|e| e.name.eq_ignore_ascii_case(h.name));
+        let is_http = !is_length && !h.name.eq_ignore_ascii_case("content-type");
+        if repeated && is_http {
+            if let Some(prev) = env.get_item(&key)? {
+                let value = latin1(py, h.value);
+                let joined = format!("{}, {}", prev.extract::<String>()?, value.to_cow()?);
+                env.set_item(key, joined)?;
+                continue;
+            }
+        }
+        let value = if interned {
+            kept.value(py, &key, h.value, || latin1(py, h.value))
+        } else {
+            latin1(py, h.value)
+        };
+        env.set_item(key, value)?;
+    }
+    Ok(())
+}
+
+/// SERVER_NAME and SERVER_PORT: from the request's host, else the listener.
+fn server<'py>(
+    py: Python<'py>,
+    head: &RequestHead,
+    conn: &ConnInfo,
+    kept: &mut ConnStrings,
+) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+    let host = head.host().filter(|h| !h.is_empty());
+    if let Some((made_for, name, port)) = &kept.server {
+        if made_for.as_deref() == host {
+            return (name.bind(py).clone(), port.bind(py).clone());
+        }
+    }
+    let (name, port) = match host {
+        Some(host) => {
+            let (name, port) = split_host(host);
+            (name, port.unwrap_or("80"))
+        }
+        None => (conn.server_name.as_str(), conn.server_port.as_str()),
+    };
+    let (name, port) = (PyString::new(py, name), PyString::new(py, port));
+    kept.server = Some((
+        host.map(str::to_owned),
+        name.clone().unbind(),
+        port.clone().unbind(),
+    ));
+    (name, port)
 }
 
 #[cfg(test)]

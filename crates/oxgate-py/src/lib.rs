@@ -7,6 +7,7 @@ mod app;
 mod cli;
 mod config_file;
 mod environ;
+mod environ_cache;
 mod errors;
 mod fail;
 mod file_wrapper;

@@ -213,14 +213,14 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
 fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
     let w = &shared.worker;
     w.scoreboard
-        .begin(w.slot, index, &[&req.head.method, " ", &req.head.path]);
+        .begin(w.slot, index, &[req.head.method(), " ", req.head.path()]);
     // Timed only where the time decides something (the lane's average).
     let started = shared.lane.as_ref().map(|_| Instant::now());
     let hooked = shared.hooks.has("pre_request") || shared.hooks.has("post_request");
     if hooked {
         with_hooks(py, shared, req);
     } else {
-        handle(py, &shared.app, &shared.ctx, req);
+        handle(py, &shared.app, &shared.ctx, req, false);
     }
     if let (Some(lane), Some(started)) = (&shared.lane, started) {
         let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -243,22 +243,21 @@ fn with_hooks(py: Python<'_>, shared: &Shared, req: Request) {
     let head = &req.head;
     let described = (|| -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
         let headers: Vec<(String, String)> = head
-            .headers
-            .iter()
+            .headers()
             .map(|h| {
                 (
                     h.name.to_ascii_uppercase(),
-                    String::from_utf8_lossy(&h.value).into_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
                 )
             })
             .collect();
         let req_obj = hooks::namespace(
             py,
             &[
-                ("method", head.method.clone().into_pyobject(py)?.into_any()),
-                ("path", head.path.clone().into_pyobject(py)?.into_any()),
-                ("query", head.query.clone().into_pyobject(py)?.into_any()),
-                ("uri", head.target.clone().into_pyobject(py)?.into_any()),
+                ("method", head.method().into_pyobject(py)?.into_any()),
+                ("path", head.path().into_pyobject(py)?.into_any()),
+                ("query", head.query().into_pyobject(py)?.into_any()),
+                ("uri", head.target().into_pyobject(py)?.into_any()),
                 (
                     "version",
                     head.version.as_str().into_pyobject(py)?.into_any(),
@@ -269,13 +268,15 @@ fn with_hooks(py: Python<'_>, shared: &Shared, req: Request) {
         Ok((hooks::worker_obj(py, shared.worker.age)?, req_obj))
     })();
     let Ok((worker, req_obj)) = described else {
-        handle(py, &shared.app, &shared.ctx, req);
+        handle(py, &shared.app, &shared.ctx, req, false);
         return;
     };
     shared
         .hooks
         .call(py, "pre_request", &[worker.clone(), req_obj.clone()]);
-    let done = handle(py, &shared.app, &shared.ctx, req);
+    let Some(done) = handle(py, &shared.app, &shared.ctx, req, true) else {
+        return;
+    };
     let resp = done
         .status
         .clone()

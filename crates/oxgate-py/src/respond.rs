@@ -36,19 +36,22 @@ pub struct Handled<'py> {
     pub status: String,
 }
 
+/// Run `req` through the app; `hooked`: the post_request hook wants the
+/// environ and status back.
 pub fn handle<'py>(
     py: Python<'py>,
     app: &Py<PyAny>,
     ctx: &AppContext,
     req: Request,
-) -> Handled<'py> {
+    hooked: bool,
+) -> Option<Handled<'py>> {
     let Request {
         head,
         body,
         conn,
         responder,
     } = req;
-    let core = Core::new(responder);
+    let core = Core::new(responder, hooked);
     let mut kept = None;
     let mut input = None;
     let outcome = (|| -> PyResult<Outcome> {
@@ -67,8 +70,8 @@ pub fn handle<'py>(
             if let Err(e) = result.call_method0(intern!(py, "close")) {
                 log::error!(
                     "Error closing response of {} {}\n{}",
-                    head.method,
-                    head.path,
+                    head.method(),
+                    head.path(),
                     format_exception(py, &e)
                 );
             }
@@ -79,15 +82,15 @@ pub fn handle<'py>(
     match outcome {
         Outcome::Done => {}
         Outcome::Disconnected => {
-            log::debug!("client went away during {} {}", head.method, head.path);
+            log::debug!("client went away during {} {}", head.method(), head.path());
         }
         Outcome::Failed(e) if client_left(input.as_ref(), &core) => {
             // The app raised because the client left (wsgi.input or write()
             // found it gone): not an app fault, and one line is enough.
             log::debug!(
                 "client went away during {} {} (the app got: {})",
-                head.method,
-                head.path,
+                head.method(),
+                head.path(),
                 e
             );
             lock(&core).abandon();
@@ -95,8 +98,8 @@ pub fn handle<'py>(
         Outcome::Failed(e) => {
             log::error!(
                 "Error handling request {} {}\n{}",
-                head.method,
-                head.target,
+                head.method(),
+                head.target(),
                 format_exception(py, &e)
             );
             // Before the head went out the I/O side answers 500; after, it
@@ -104,14 +107,17 @@ pub fn handle<'py>(
             lock(&core).abandon();
         }
     }
+    if !hooked {
+        return None;
+    }
     let status = lock(&core)
         .sent_status
-        .clone()
+        .take()
         .unwrap_or_else(|| "500 Internal Server Error".to_owned());
-    Handled {
+    Some(Handled {
         environ: kept,
         status,
-    }
+    })
 }
 
 /// A read of wsgi.input or a write() found the connection closed by the

@@ -16,8 +16,9 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 /// The response as the app has shaped it so far.
 pub struct Core {
     responder: Option<Responder>,
-    /// The status that went out, for post_request hooks.
+    /// The status that went out, kept only for post_request hooks.
     pub sent_status: Option<String>,
+    keep_status: bool,
     pending: Option<ResponseHead>,
     pub head_sent: bool,
 }
@@ -48,10 +49,12 @@ pub fn lock(core: &SharedCore) -> MutexGuard<'_, Core> {
 }
 
 impl Core {
-    pub fn new(responder: Responder) -> SharedCore {
+    /// `keep_status`: remember the status sent (a copy per request).
+    pub fn new(responder: Responder, keep_status: bool) -> SharedCore {
         Arc::new(Mutex::new(Core {
             responder: Some(responder),
             sent_status: None,
+            keep_status,
             pending: None,
             head_sent: false,
         }))
@@ -69,7 +72,9 @@ impl Core {
         }
         let head = self.pending.take().ok_or(SendError::NoHead)?;
         self.head_sent = true;
-        self.sent_status = Some(head.status_line.clone());
+        if self.keep_status {
+            self.sent_status = Some(head.status_line().into_owned());
+        }
         Ok((Some(head), responder))
     }
 
@@ -257,22 +262,15 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
             type_name(status)
         ))
     })?;
-    let status_line = crate::pystr::utf8(status)?.into_owned();
+    let status_line = crate::pystr::utf8(status)?;
     let code = validate_status(&status_line).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let mut head = ResponseHead {
-        status: code,
-        status_line,
-        headers: Vec::new(),
-        content_length: None,
-        close: false,
-    };
+    let mut head = ResponseHead::new(code, &status_line);
     if !(headers.is_instance_of::<pyo3::types::PyList>() || headers.is_instance_of::<PyTuple>()) {
         return Err(PyTypeError::new_err(format!(
             "response headers must be a list of (name, value) tuples, not {}",
             type_name(headers)
         )));
     }
-    head.headers.reserve(headers.len().unwrap_or(0));
     for item in headers.try_iter()? {
         let item = item?;
         let pair = item
@@ -314,7 +312,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
             // framing is ours, so drop rather than send two framings.
             log::debug!("dropping hop-by-hop response header {name}");
         } else {
-            head.headers.push((name.to_owned(), value.to_owned()));
+            head.push_header(name, value);
         }
     }
     Ok(head)

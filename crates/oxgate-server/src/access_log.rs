@@ -61,12 +61,7 @@ impl AccessLog {
             .peer
             .map(|p| p.ip().to_string())
             .unwrap_or_else(|| "-".to_owned());
-        let req_headers: Vec<(&str, &[u8])> = e
-            .head
-            .headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_slice()))
-            .collect();
+        let req_headers: Vec<(&str, &[u8])> = e.head.headers().map(|h| (h.name, h.value)).collect();
         let resp_headers: Vec<(&str, &str)> = e
             .headers
             .iter()
@@ -74,10 +69,10 @@ impl AccessLog {
             .collect();
         let rec = AccessRecord {
             remote_addr: &remote,
-            method: &e.head.method,
-            target: &e.head.target,
-            path: &e.head.path,
-            query: &e.head.query,
+            method: e.head.method(),
+            target: e.head.target(),
+            path: e.head.path(),
+            query: e.head.query(),
             protocol: e.head.version.as_str(),
             status: e.status,
             response_bytes: e.body_bytes,

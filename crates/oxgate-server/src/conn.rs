@@ -15,7 +15,7 @@ use tokio::time::{timeout, Sleep};
 use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
-use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
+use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseHead, ResponseRx};
 use crate::server::Shared;
 use crate::stream::Stream;
 use crate::write::simple_response;
@@ -124,19 +124,20 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
         if exchange.timed_out {
             log::warn!(
                 "{} {} got no response within {}s: answered 504 (the app thread is still busy)",
-                head.method,
-                head.path,
+                head.method(),
+                head.path(),
                 shared.settings.request_timeout.map_or(0, |t| t.as_secs())
             );
         }
         spare = exchange.enc.take_buffer();
         let enc = &exchange.enc;
         if let (Some(log), Some(started)) = (&shared.access_log, started) {
+            let headers = enc.resp_head.as_ref().map(ResponseHead::header_pairs);
             log.write(&AccessEntry {
                 head: &head,
                 conn: &info,
                 status: enc.status,
-                headers: &enc.resp_headers,
+                headers: headers.as_deref().unwrap_or_default(),
                 body_bytes: enc.body_sent,
                 started,
             });
@@ -169,7 +170,7 @@ async fn read_head(
         if !buf.is_empty() {
             if let Parsed::Complete(head, used) = parse_head(buf, &settings.limits)? {
                 let _ = buf.split_to(used);
-                return Ok(Some(*head));
+                return Ok(Some(head));
             }
         }
         let idle = buf.is_empty() && !first;

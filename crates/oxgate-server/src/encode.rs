@@ -42,7 +42,8 @@ pub struct Encoder {
     version: Version,
     pub(crate) keep_alive: bool,
     pub(crate) status: u16,
-    pub(crate) resp_headers: Vec<(String, String)>,
+    /// The head that went out, for the access log.
+    pub(crate) resp_head: Option<ResponseHead>,
     framing: ResponseFraming,
     declared: Option<u64>,
     /// Body bytes accepted for sending (the access log's %(B)s).
@@ -63,11 +64,11 @@ impl Encoder {
     pub(crate) fn new(head: &RequestHead, mut out: Vec<u8>) -> Self {
         out.clear();
         Encoder {
-            is_head: head.method == "HEAD",
+            is_head: head.method() == "HEAD",
             version: head.version,
             keep_alive: head.keep_alive,
             status: 0,
-            resp_headers: Vec::new(),
+            resp_head: None,
             framing: ResponseFraming::NoBody,
             declared: None,
             body_sent: 0,
@@ -160,7 +161,7 @@ impl Encoder {
             self.keep_alive,
         );
         self.head_written = true;
-        self.resp_headers = head.headers;
+        self.resp_head = Some(head);
     }
 
     /// How many of `len` more body bytes the framing lets through: a

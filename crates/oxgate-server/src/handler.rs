@@ -2,6 +2,7 @@
 //! parsed request goes in, response messages come back over a channel. No
 //! Python here; the Python side implements `Handler`.
 
+use std::any::Any;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -14,9 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::encode::Encoder;
 use crate::outbox::Outbox;
+pub use crate::response_head::ResponseHead;
 
 /// Where a connection came from and which listener took it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnInfo {
     /// The client's address; None on a unix socket.
     pub peer: Option<SocketAddr>,
@@ -25,6 +27,33 @@ pub struct ConnInfo {
     pub server_port: String,
     /// The peer's address and port as text, made once per connection.
     pub peer_text: (String, String),
+    /// What the app side keeps from one request of this connection to the
+    /// next (the Python side: environ strings it can reuse).
+    pub app_state: AppState,
+}
+
+/// A slot the app side fills with a type of its own. A connection's
+/// requests run one at a time, so its lock is never contended.
+#[derive(Default)]
+pub struct AppState(Mutex<Option<Box<dyn Any + Send>>>);
+
+impl AppState {
+    /// Take what the last request left, if it is a `T`.
+    pub fn take<T: Any + Send>(&self) -> Option<Box<T>> {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.take().and_then(|b| b.downcast::<T>().ok())
+    }
+
+    /// Leave `state` for the next request.
+    pub fn put<T: Any + Send>(&self, state: Box<T>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppState")
+    }
 }
 
 impl ConnInfo {
@@ -37,6 +66,7 @@ impl ConnInfo {
             server_name,
             server_port,
             peer_text,
+            app_state: AppState::default(),
         }
     }
 
@@ -144,20 +174,6 @@ impl BodyStream {
             }
         }
     }
-}
-
-/// Status line and headers as the app gave them, minus the framing headers
-/// the server owns (Content-Length, Transfer-Encoding, Connection).
-#[derive(Debug, Clone)]
-pub struct ResponseHead {
-    pub status: u16,
-    /// The whole WSGI status, e.g. "200 OK".
-    pub status_line: String,
-    pub headers: Vec<(String, String)>,
-    /// The app's own Content-Length, honoured as the body's length.
-    pub content_length: Option<u64>,
-    /// The app asked for `Connection: close`.
-    pub close: bool,
 }
 
 /// What the app side sends back, in order: `Whole`, or `Head` then any

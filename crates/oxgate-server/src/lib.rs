@@ -9,6 +9,7 @@ mod encode;
 pub mod handler;
 pub mod logging;
 mod outbox;
+mod response_head;
 pub mod server;
 mod stream;
 mod sync_io;

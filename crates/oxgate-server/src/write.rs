@@ -20,15 +20,7 @@ pub fn write_head(
     keep_alive: bool,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(head.status_line.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let mut has_date = false;
-    let mut has_server = false;
-    for (name, value) in &head.headers {
-        has_date |= name.eq_ignore_ascii_case("date");
-        has_server |= name.eq_ignore_ascii_case("server");
-        push_header(out, name, value);
-    }
+    out.extend_from_slice(head.wire());
     match framing {
         ResponseFraming::Length(n) => push_length(out, n),
         ResponseFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -48,36 +40,38 @@ pub fn write_head(
     } else if version == Version::Http10 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
-    if !has_date {
-        with_http_date(|d| push_header(out, "Date", d));
+    if !head.has_date {
+        with_http_date(|d| {
+            out.extend_from_slice(b"Date: ");
+            out.extend_from_slice(d.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        });
     }
-    if !has_server {
-        push_header(out, "Server", SERVER);
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    // Values were checked to be latin-1 by start_response: send the code
-    // points as single bytes, not as UTF-8.
-    if value.is_ascii() {
-        out.extend_from_slice(value.as_bytes());
-    } else {
-        out.extend(
-            value
-                .chars()
-                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
-        );
+    if !head.has_server {
+        out.extend_from_slice(b"Server: ");
+        out.extend_from_slice(SERVER.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
 
 fn push_length(out: &mut Vec<u8>, n: u64) {
-    // Formatted straight into the buffer: no String per response. Writing
-    // to a Vec cannot fail.
-    let _ = write!(out, "Content-Length: {n}\r\n");
+    // Straight into the buffer, without core::fmt's machinery: this runs
+    // for nearly every response.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut left = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (left % 10) as u8;
+        left /= 10;
+        if left == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A complete response the server makes itself (errors, overload), always
@@ -91,16 +85,12 @@ pub fn simple_response(
     keep_alive: bool,
 ) -> u64 {
     let body = format!("{status} {reason}\n");
-    let head = ResponseHead {
-        status,
-        status_line: format!("{status} {reason}"),
-        headers: std::iter::once(("Content-Type", "text/plain; charset=utf-8"))
-            .chain(extra.iter().copied())
-            .map(|(n, v)| (n.to_owned(), v.to_owned()))
-            .collect(),
-        content_length: None,
-        close: !keep_alive,
-    };
+    let mut head = ResponseHead::new(status, &format!("{status} {reason}"));
+    head.close = !keep_alive;
+    head.push_header("Content-Type", "text/plain; charset=utf-8");
+    for (name, value) in extra {
+        head.push_header(name, value);
+    }
     write_head(
         out,
         Version::Http11,
@@ -141,16 +131,11 @@ mod tests {
     }
 
     fn head(status: u16, headers: &[(&str, &str)]) -> ResponseHead {
-        ResponseHead {
-            status,
-            status_line: format!("{status} X"),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            content_length: None,
-            close: false,
+        let mut head = ResponseHead::new(status, &format!("{status} X"));
+        for (name, value) in headers {
+            head.push_header(name, value);
         }
+        head
     }
 
     #[test]

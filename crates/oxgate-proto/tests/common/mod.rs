@@ -18,7 +18,7 @@ pub fn parse_with(raw: &[u8], limits: &Limits) -> Result<RequestHead, ProtoError
                 "consumed for {:?}",
                 String::from_utf8_lossy(raw)
             );
-            Ok(*head)
+            Ok(head)
         }
         Parsed::Partial => panic!("partial: {:?}", String::from_utf8_lossy(raw)),
     }

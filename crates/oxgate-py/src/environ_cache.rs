@@ -1,0 +1,91 @@
+//! The Python strings an environ can reuse instead of making them per
+//! request: environ keys for header names (per worker) and, per connection,
+//! the peer's and server's strings and the header values its last request
+//! sent. Must not decide any mapping rule: those are oxgate-proto's.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use oxgate_proto::environ::header_key;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+/// Header names whose keys are kept. Past it (a client making up names)
+/// keys are made per request and not interned, so nothing grows forever.
+const MAX_KEYS: usize = 512;
+/// Header values kept per connection, and the longest one kept.
+const MAX_VALUES: usize = 32;
+const MAX_VALUE_LEN: usize = 4096;
+
+/// A header name as sent, and its environ key (None: the header is dropped).
+type KeyMap = HashMap<Box<[u8]>, Option<Py<PyString>>>;
+
+/// Environ keys by header name as sent (clients keep their spelling).
+#[derive(Default)]
+pub struct HeaderKeys(Mutex<KeyMap>);
+
+impl HeaderKeys {
+    /// The environ key for header `name`, None when the header is dropped
+    /// (oxgate_proto::environ::header_key), and whether it is a kept one:
+    /// kept keys are interned, so equal keys are one object.
+    pub fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<(Bound<'py, PyString>, bool)> {
+        let mut keys = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = keys.get(name.as_bytes()) {
+            return key.as_ref().map(|k| (k.bind(py).clone(), true));
+        }
+        let key = header_key(name);
+        if keys.len() >= MAX_KEYS {
+            return key.map(|k| (PyString::new(py, &k), false));
+        }
+        let key = key.map(|k| PyString::intern(py, &k));
+        keys.insert(
+            name.as_bytes().into(),
+            key.as_ref().map(|k| k.clone().unbind()),
+        );
+        key.map(|k| (k, true))
+    }
+}
+
+/// What one connection's requests reuse, kept in its `ConnInfo::app_state`.
+#[derive(Default)]
+pub struct ConnStrings {
+    /// REMOTE_ADDR and REMOTE_PORT.
+    pub remote: Option<(Py<PyString>, Py<PyString>)>,
+    /// SERVER_NAME and SERVER_PORT, with the request host they came from.
+    pub server: Option<(Option<String>, Py<PyString>, Py<PyString>)>,
+    /// The last value of each header: its key, the bytes, and the str.
+    values: Vec<(Py<PyString>, Vec<u8>, Py<PyString>)>,
+}
+
+impl ConnStrings {
+    /// The str for header value `raw` under `key` (a kept, interned one):
+    /// the last request's if it sent the same bytes, else made by `make`
+    /// (and kept for the next).
+    pub fn value<'py>(
+        &mut self,
+        py: Python<'py>,
+        key: &Bound<'py, PyString>,
+        raw: &[u8],
+        make: impl FnOnce() -> Bound<'py, PyString>,
+    ) -> Bound<'py, PyString> {
+        let slot = self.values.iter_mut().find(|(k, _, _)| k.is(key));
+        if let Some((_, bytes, s)) = slot {
+            if bytes.as_slice() == raw {
+                return s.bind(py).clone();
+            }
+            let made = make();
+            if raw.len() <= MAX_VALUE_LEN {
+                bytes.clear();
+                bytes.extend_from_slice(raw);
+                *s = made.clone().unbind();
+            }
+            return made;
+        }
+        let made = make();
+        if self.values.len() < MAX_VALUES && raw.len() <= MAX_VALUE_LEN {
+            self.values
+                .push((key.clone().unbind(), raw.to_vec(), made.clone().unbind()));
+        }
+        made
+    }
+}
