@@ -18,8 +18,9 @@ costliest functions listed.
     python bench/instructions.py                      # hello, 16 connections
     python bench/instructions.py --app benchapps:echo --post 65536
     python bench/instructions.py --python .venv-3.11/bin/python -- --threads 4
+    python bench/instructions.py --python .venv-bench/bin/python --server fastwsgi
 
-Needs valgrind and wrk; the oxgate of --python's environment is measured.
+Needs valgrind and wrk; the oxgate (or peer) of --python's environment is measured.
 """
 
 from __future__ import annotations
@@ -30,45 +31,53 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
+from measure import free_port, wait_ready
+
 APPS = Path(__file__).resolve().parent / "apps"
+
+
+def start(args: argparse.Namespace, out: Path) -> tuple[subprocess.Popen, int, int]:
+    """The server under callgrind: (its process, its port, the pid serving)."""
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"]
+    # A fixed hash seed: dict probing, and so Python's counts, repeat.
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(APPS)}
+    if args.server != "oxgate":
+        port = free_port()
+        launch = [str(APPS.parent / "launch.py"), args.server, args.app, str(port)]
+        proc = subprocess.Popen([*valgrind, args.python, *launch], env=env)
+        wait_ready(port, args.path, lambda: proc.poll() is None, timeout=120)
+        return proc, port, proc.pid
+    cmd = [*valgrind, args.python, "-m", "oxgate", "--bind", "127.0.0.1:0", "--chdir", str(APPS)]
+    proc = subprocess.Popen(
+        [*cmd, *args.oxgate_args, args.app], stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stderr is not None
+    port = worker = 0
+    for line in proc.stderr:
+        if m := re.search(r"Listening at: http://127.0.0.1:(\d+)", line):
+            port = int(m.group(1))
+        if m := re.search(r"Booting worker with pid: (\d+)", line):
+            worker = int(m.group(1))
+        if "Worker ready" in line:
+            break
+    if not (port and worker):
+        proc.kill()
+        raise SystemExit(f"oxgate did not start under valgrind: {' '.join(cmd)}")
+    # Keep draining the log, or a full pipe would stall the server.
+    threading.Thread(target=lambda: [None for _ in proc.stderr or ()], daemon=True).start()
+    return proc, port, worker
 
 
 def run_once(args: argparse.Namespace, seconds: float, out: Path) -> tuple[int, int]:
     """Serve under callgrind, drive with wrk for `seconds`; (worker instructions, requests)."""
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out}/cg.%p",
-        args.python,
-        "-m",
-        "oxgate",
-        "--bind",
-        "127.0.0.1:0",
-        "--chdir",
-        str(APPS),
-        *args.oxgate_args,
-        args.app,
-    ]
-    # A fixed hash seed: dict probing, and so Python's counts, repeat.
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stderr is not None
-    port = worker = 0
+    proc, port, worker = start(args, out)
     try:
-        for line in proc.stderr:
-            if m := re.search(r"Listening at: http://127.0.0.1:(\d+)", line):
-                port = int(m.group(1))
-            if m := re.search(r"Booting worker with pid: (\d+)", line):
-                worker = int(m.group(1))
-            if "Worker ready" in line:
-                break
-        if not (port and worker):
-            raise SystemExit(f"oxgate did not start under valgrind: {' '.join(cmd)}")
         wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s"]
         if args.post:
             script = out / "post.lua"
@@ -139,6 +148,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--python", default=sys.executable, help="interpreter with oxgate installed")
     p.add_argument("--app", default="benchapps:hello", help="app in bench/apps")
+    p.add_argument(
+        "--server",
+        default="oxgate",
+        choices=["oxgate", "bjoern", "fastwsgi"],
+        help="oxgate, or a peer started by bench/launch.py (one process)",
+    )
     p.add_argument("--path", default="/", help="request path")
     p.add_argument("--post", type=int, default=0, help="POST a body of this many bytes")
     p.add_argument("--connections", type=int, default=16)

@@ -93,6 +93,20 @@ def test_write_callable_sends_before_the_returned_iterable(resp_server):
     assert resp.body == b"written-returned"
 
 
+def test_start_response_without_headers_is_a_500_naming_the_missing_argument(resp_server):
+    resp = get(resp_server, "/start-response-without-headers")
+    assert resp.status == 500 and b"must not be sent" not in resp.body
+    resp_server.wait_for_stderr(r"missing 1 required positional argument: 'headers'")
+    assert_still_serving(resp_server)
+
+
+def test_write_of_a_str_is_a_500_naming_the_type(resp_server):
+    resp = get(resp_server, "/write-str")
+    assert resp.status == 500 and b"must not be sent" not in resp.body
+    resp_server.wait_for_stderr(r"write\(\) takes bytes, not str")
+    assert_still_serving(resp_server)
+
+
 def test_write_callable_alone_with_empty_iterable(resp_server):
     assert get(resp_server, "/write-only").body == b"only written"
 

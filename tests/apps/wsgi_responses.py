@@ -175,6 +175,15 @@ def application(environ, start_response):
         write(b"written-")
         return ClosingIterable(path, [b"returned"])
 
+    if path == "/start-response-without-headers":
+        start_response("200 OK")
+        return [b"must not be sent"]
+
+    if path == "/write-str":
+        write = start_response("200 OK", TEXT)
+        write("not bytes")
+        return [b"must not be sent"]
+
     if path == "/write-only":
         write = start_response("200 OK", TEXT)
         write(b"only ")

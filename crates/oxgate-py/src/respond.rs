@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::fd::BorrowedFd;
 
 use bytes::BytesMut;
-use oxgate_server::{Request, ResponseMsg};
+use oxgate_server::{Request, ResponseMsg, WholeBody};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -147,20 +147,19 @@ fn drive_inner(
     if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
         if result.len()? == 1 {
             if let Some(item) = result.try_iter()?.next() {
-                return Ok(send_whole(py, core, to_bytes(body_bytes(&item?)?)));
+                return Ok(send_whole(py, core, whole_body(body_bytes(&item?)?)));
             }
         }
         let mut whole = BytesMut::new();
         for item in result.try_iter()? {
             whole.extend_from_slice(body_bytes(&item?)?.as_bytes());
         }
-        return Ok(send_whole(py, core, whole.freeze()));
+        return Ok(send_whole(py, core, WholeBody::Shared(whole.freeze())));
     }
     // PEP 3333: any iterable with a len() of 1 has a known length too.
     if result.get_type().hasattr("__len__")? && result.len().is_ok_and(|n| n == 1) {
         if let Some(item) = result.try_iter()?.next() {
-            let body = to_bytes(body_bytes(&item?)?);
-            return Ok(send_whole(py, core, body));
+            return Ok(send_whole(py, core, whole_body(body_bytes(&item?)?)));
         }
     }
     if let Ok(wrapper) = result.cast::<FileWrapper>() {
@@ -177,6 +176,20 @@ fn drive_inner(
     }
     Ok(send_msg(py, core, ResponseMsg::End))
 }
+
+/// One bytes object as a whole body: a small one is borrowed (an inline
+/// call encodes it straight from the object), a large one shared.
+fn whole_body<'a>(item: &'a Bound<'_, PyBytes>) -> WholeBody<'a> {
+    let data = item.as_bytes();
+    if data.len() <= SMALL_BODY {
+        WholeBody::Borrowed(data)
+    } else {
+        WholeBody::Shared(to_bytes(item))
+    }
+}
+
+/// Bodies up to this size go into the response buffer as they are.
+const SMALL_BODY: usize = 16 * 1024;
 
 fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
     item.cast::<PyBytes>().map_err(|_| {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use oxgate_proto::response::{
     is_hop_by_hop, parse_content_length, validate_header, validate_status,
 };
-use oxgate_server::{Responder, ResponseHead, ResponseMsg};
+use oxgate_server::{Responder, ResponseHead, ResponseMsg, WholeBody};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
@@ -154,13 +154,13 @@ pub fn send_msg(py: Python<'_>, core: &SharedCore, msg: ResponseMsg) -> Result<(
 }
 
 /// Send the head and the whole body at once (a list or tuple result).
-pub fn send_whole(py: Python<'_>, core: &SharedCore, body: Bytes) -> Result<(), SendError> {
+pub fn send_whole(py: Python<'_>, core: &SharedCore, body: WholeBody<'_>) -> Result<(), SendError> {
     let (head, responder) = lock(core).take_head()?;
     let sent = off_gil(py, &responder, body.len() + 1024, || match head {
-        Some(head) => responder.send_blocking(ResponseMsg::Whole(head, body)),
+        Some(head) => responder.send_whole(head, body),
         None => {
             if !body.is_empty() {
-                responder.send_blocking(ResponseMsg::Body(body))?;
+                responder.send_blocking(ResponseMsg::Body(body.into_bytes()))?;
             }
             responder.send_blocking(ResponseMsg::End)
         }
@@ -185,29 +185,39 @@ pub fn set_length_if_missing(core: &SharedCore, len: u64) {
     }
 }
 
+/// `start_response`, and the `write(body_data)` callable it returns, which
+/// is this same object: called with one bytes argument it writes. PEP 3333
+/// asks only for a callable taking one positional argument, and one object
+/// per request costs less to make and free than two.
 #[pyclass(module = "oxgate", name = "StartResponse", frozen)]
 pub struct StartResponse {
     pub core: SharedCore,
 }
 
-#[pyclass(module = "oxgate", name = "Write", frozen)]
-pub struct Write {
-    core: SharedCore,
-}
-
 #[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (status, headers, exc_info=None))]
-    fn __call__(
-        &self,
-        py: Python<'_>,
-        status: &Bound<'_, PyAny>,
-        headers: &Bound<'_, PyAny>,
-        exc_info: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Write> {
+    #[pyo3(signature = (status, headers=None, exc_info=None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: Option<&Bound<'py, PyAny>>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, Self>>> {
+        let core = &slf.get().core;
+        let Some(headers) = headers else {
+            // One argument: write(body_data) once a head was given, else a
+            // start_response() call that forgot its headers.
+            if status.is_instance_of::<PyString>() && !lock(core).has_head() {
+                return Err(PyTypeError::new_err(
+                    "start_response() missing 1 required positional argument: 'headers'",
+                ));
+            }
+            write(slf.py(), core, status)?;
+            return Ok(None);
+        };
         let exc_info = exc_info.filter(|e| !e.is_none());
         {
-            let core = lock(&self.core);
+            let core = lock(core);
             match exc_info {
                 // PEP 3333: too late to change the status; re-raise the error.
                 Some(info) if core.head_sent => return Err(reraise(info)),
@@ -221,23 +231,18 @@ impl StartResponse {
             }
         }
         let head = parse_head(status, headers)?;
-        lock(&self.core).pending = Some(head);
-        let _ = py;
-        Ok(Write {
-            core: self.core.clone(),
-        })
+        lock(core).pending = Some(head);
+        Ok(Some(slf.clone()))
     }
 }
 
-#[pymethods]
-impl Write {
-    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let bytes = data.cast::<PyBytes>().map_err(|_| {
-            PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data)))
-        })?;
-        send_body(py, &self.core, crate::pybytes::to_bytes(bytes))?;
-        Ok(())
-    }
+/// `write(body_data)` (PEP 3333 "The write() Callable").
+fn write(py: Python<'_>, core: &SharedCore, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    let bytes = data.cast::<PyBytes>().map_err(|_| {
+        PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data)))
+    })?;
+    send_body(py, core, crate::pybytes::to_bytes(bytes))?;
+    Ok(())
 }
 
 fn reraise(info: &Bound<'_, PyAny>) -> PyErr {

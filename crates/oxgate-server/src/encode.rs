@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes};
 use oxgate_proto::response::response_framing;
 use oxgate_proto::{RequestHead, ResponseFraming, Version};
 
-use crate::handler::{ResponseHead, ResponseMsg};
+use crate::handler::{ResponseHead, ResponseMsg, WholeBody};
 use crate::stream::Stream;
 use crate::sync_io;
 use crate::write::{chunk_header, simple_response, write_head};
@@ -92,11 +92,7 @@ impl Encoder {
 
     pub(crate) fn push(&mut self, msg: ResponseMsg) {
         match msg {
-            ResponseMsg::Whole(head, body) => {
-                self.start(head, Some(body.len() as u64));
-                self.body(body);
-                self.finish();
-            }
+            ResponseMsg::Whole(head, body) => self.push_whole(head, WholeBody::Shared(body)),
             ResponseMsg::Head(head) => self.start(head, None),
             ResponseMsg::Body(data) => self.body(data),
             ResponseMsg::File { file, offset, len } => {
@@ -176,7 +172,24 @@ impl Encoder {
         }
     }
 
+    /// A whole response at once, its body shared or borrowed.
+    pub(crate) fn push_whole(&mut self, head: ResponseHead, body: WholeBody<'_>) {
+        self.start(head, Some(body.len() as u64));
+        match body {
+            WholeBody::Shared(data) => self.body(data),
+            WholeBody::Borrowed(data) if data.len() <= COALESCE => self.body_piece(data, None),
+            WholeBody::Borrowed(data) => self.body(Bytes::copy_from_slice(data)),
+        }
+        self.finish();
+    }
+
     fn body(&mut self, data: Bytes) {
+        self.body_piece(&data, Some(&data));
+    }
+
+    /// `data`, or as much of it as the framing allows; `shared`: the same
+    /// bytes as a `Bytes`, queued as they are when large (else copied).
+    fn body_piece(&mut self, data: &[u8], shared: Option<&Bytes>) {
         let n = usize::try_from(self.allowance(data.len() as u64)).unwrap_or(0);
         if n == 0 {
             return;
@@ -184,12 +197,13 @@ impl Encoder {
         if self.framing == ResponseFraming::Chunked {
             chunk_header(&mut self.out, n);
         }
-        if n <= COALESCE {
-            self.out.extend_from_slice(&data[..n]);
-        } else {
-            self.seal();
-            self.in_items += n;
-            self.items.push_back(Item::Data(data.slice(..n)));
+        match shared {
+            Some(shared) if n > COALESCE => {
+                self.seal();
+                self.in_items += n;
+                self.items.push_back(Item::Data(shared.slice(..n)));
+            }
+            _ => self.out.extend_from_slice(&data[..n]),
         }
         if self.framing == ResponseFraming::Chunked {
             self.out.extend_from_slice(b"\r\n");

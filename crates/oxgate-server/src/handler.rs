@@ -193,6 +193,33 @@ pub enum ResponseMsg {
     End,
 }
 
+/// A whole response body handed over at once: shared, or borrowed from the
+/// app's own object (an inline call encodes a small one straight from it).
+pub enum WholeBody<'a> {
+    Shared(Bytes),
+    Borrowed(&'a [u8]),
+}
+
+impl WholeBody<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            WholeBody::Shared(b) => b.len(),
+            WholeBody::Borrowed(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            WholeBody::Shared(b) => b,
+            WholeBody::Borrowed(b) => Bytes::copy_from_slice(b),
+        }
+    }
+}
+
 /// The sending half of a response, held by the app side.
 #[derive(Clone)]
 pub struct Responder {
@@ -373,6 +400,14 @@ impl Responder {
         )
     }
 
+    /// Send a whole response (head and body); blocks as `send_blocking`.
+    pub fn send_whole(&self, head: ResponseHead, body: WholeBody<'_>) -> Result<(), Disconnected> {
+        match &self.to {
+            To::Inline(sink) => inline_send(sink, |enc| enc.push_whole(head, body)),
+            _ => self.send_blocking(ResponseMsg::Whole(head, body.into_bytes())),
+        }
+    }
+
     /// Send one message, waiting while the connection's buffer is full.
     /// Blocks: call it without holding the GIL, never from the runtime
     /// (except on an inline responder, which waits only on the client).
@@ -390,28 +425,7 @@ impl Responder {
                 Ok(())
             }
             To::Unset => Err(Disconnected),
-            To::Inline(sink) => {
-                let mut sink = lock_sink(sink);
-                let Sink {
-                    enc,
-                    fd,
-                    stall,
-                    limit,
-                    failed,
-                } = &mut *sink;
-                let Some(enc) = enc.as_mut().filter(|_| !*failed) else {
-                    return Err(Disconnected);
-                };
-                enc.push(msg);
-                if enc.queued() > *limit {
-                    if let Err(e) = enc.write_sync(*fd, *stall, *limit / 2) {
-                        log::debug!("writing a response from the app call failed: {e}");
-                        *failed = true;
-                        return Err(Disconnected);
-                    }
-                }
-                Ok(())
-            }
+            To::Inline(sink) => inline_send(sink, |enc| enc.push(msg)),
         }
     }
 
@@ -445,6 +459,31 @@ impl Responder {
             To::Unset => true,
         }
     }
+}
+
+/// Encode into an inline call's encoder with `push`; past the sink's limit,
+/// write from this thread.
+fn inline_send(sink: &Mutex<Sink>, push: impl FnOnce(&mut Encoder)) -> Result<(), Disconnected> {
+    let mut sink = lock_sink(sink);
+    let Sink {
+        enc,
+        fd,
+        stall,
+        limit,
+        failed,
+    } = &mut *sink;
+    let Some(enc) = enc.as_mut().filter(|_| !*failed) else {
+        return Err(Disconnected);
+    };
+    push(enc);
+    if enc.queued() > *limit {
+        if let Err(e) = enc.write_sync(*fd, *stall, *limit / 2) {
+            log::debug!("writing a response from the app call failed: {e}");
+            *failed = true;
+            return Err(Disconnected);
+        }
+    }
+    Ok(())
 }
 
 /// The I/O side's half: taking a message frees its room in the buffer.

@@ -18,7 +18,7 @@ mod write;
 pub use access_log::AccessLog;
 pub use handler::{
     BodyError, BodyStream, ConnInfo, Disconnected, Handler, Request, RequestBody, Responder,
-    ResponseHead, ResponseMsg,
+    ResponseHead, ResponseMsg, WholeBody,
 };
 pub use outbox::flush_responses;
 pub use server::{run, BindError, Listener, Settings, Shared, Stopped};
