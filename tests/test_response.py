@@ -403,3 +403,36 @@ def test_file_wrapper_head_request_sends_no_body(resp_server, data_file):
         nxt = conn.read_response()
     assert head.header("Content-Length") == str(data_file.stat().st_size)
     assert nxt.body == b"single item body", "file bytes leaked after a HEAD response"
+
+
+# --- objects a connection's requests share -------------------------------------------------
+
+
+def test_each_request_on_a_connection_reads_its_own_body(oxgate):
+    server = oxgate("keeper_app")
+    with server.connect() as conn:
+        for body in (b"one", b"", b"three" * 1000, b"4"):
+            conn.send(simple_request("POST", "/plain", body=body))
+            resp = conn.read_response()
+            assert resp.status == 200 and resp.json()["body"] == body.decode()
+
+
+def test_wsgi_input_and_start_response_kept_past_their_request_are_inert(oxgate):
+    # oxgate hands a connection's next request the same objects when nobody
+    # else holds them; ones the app kept must neither be handed out again
+    # nor reach the next request's body or response.
+    server = oxgate("keeper_app")
+    with server.connect() as conn:
+        conn.send(simple_request("POST", "/keep", body=b"secret"))
+        assert conn.read_response().json()["body"] == "se"
+        conn.send(simple_request("POST", "/kept", body=b"second"))
+        resp = conn.read_response()
+        assert resp.status == 200, resp
+        out = resp.json()
+        assert out["body"] == "second"
+        assert not out["kept_is_current"] and not out["kept_start_is_current"]
+        assert out["kept_body"] == ""
+        assert out["kept_write"] == "OSError"
+        assert b"from an old request" not in resp.body
+        conn.send(simple_request("POST", "/plain", body=b"third"))
+        assert conn.read_response().json()["body"] == "third"

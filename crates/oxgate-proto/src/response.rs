@@ -82,6 +82,10 @@ pub fn validate_header(name: &str, value: &str) -> Result<(), ResponseHeaderErro
 
 /// Every char is a field-value byte once encoded as latin-1.
 fn latin1_field_text(s: &str) -> bool {
+    // Nearly every value is ASCII: its bytes are its chars, no decoding.
+    if s.is_ascii() {
+        return s.bytes().all(is_field_value_byte);
+    }
     s.chars()
         .all(|c| u8::try_from(u32::from(c)).is_ok_and(is_field_value_byte))
 }

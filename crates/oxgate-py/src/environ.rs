@@ -3,7 +3,6 @@
 //! copied, interned keys, the mapping rules from oxgate-proto.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use oxgate_proto::environ::percent_decode;
 use oxgate_proto::{BodyFraming, RequestHead};
@@ -101,20 +100,9 @@ fn split_host(host: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The environ for one request; `kept`: what its connection's earlier
+/// requests left to reuse.
 pub fn build_environ<'py>(
-    py: Python<'py>,
-    ctx: &AppContext,
-    head: &RequestHead,
-    conn: &Arc<ConnInfo>,
-    input: Py<WsgiInput>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let mut kept = conn.app_state.take::<ConnStrings>().unwrap_or_default();
-    let env = fill(py, ctx, head, conn, input, &mut kept);
-    conn.app_state.put(kept);
-    env
-}
-
-fn fill<'py>(
     py: Python<'py>,
     ctx: &AppContext,
     head: &RequestHead,

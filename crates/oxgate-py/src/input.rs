@@ -27,8 +27,8 @@ pub struct WsgiInput {
     state: Mutex<Option<State>>,
 }
 
-impl WsgiInput {
-    pub fn new(body: RequestBody) -> Self {
+impl State {
+    fn new(body: RequestBody) -> Self {
         let mut pending = Pending::default();
         let eof = match &body {
             RequestBody::Full(b) => {
@@ -37,14 +37,27 @@ impl WsgiInput {
             }
             RequestBody::Stream(_) => false,
         };
-        WsgiInput {
-            state: Mutex::new(Some(State {
-                body,
-                pending,
-                eof,
-                gone: false,
-            })),
+        State {
+            body,
+            pending,
+            eof,
+            gone: false,
         }
+    }
+}
+
+impl WsgiInput {
+    pub fn new(body: RequestBody) -> Self {
+        WsgiInput {
+            state: Mutex::new(Some(State::new(body))),
+        }
+    }
+
+    /// Start over with another body (the object is reused for the
+    /// connection's next request).
+    pub fn reset(&self, body: RequestBody) {
+        let mut slot = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(State::new(body));
     }
 
     /// A read found the client gone (or stalled past --body-timeout) before

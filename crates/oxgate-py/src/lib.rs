@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod app;
 mod cli;
 mod config_file;
+mod conn_cache;
 mod environ;
 mod environ_cache;
 mod errors;

@@ -138,6 +138,8 @@ pub struct Shared {
     pub hooks: Arc<Hooks>,
     pub ctx: AppContext,
     pub worker: Arc<WorkerContext>,
+    /// A pre_request or post_request hook is set (looked up once).
+    request_hooks: bool,
     served: AtomicU64,
     lane: Option<Lane>,
 }
@@ -152,8 +154,10 @@ pub fn start(
     queue: usize,
 ) -> std::io::Result<(Pool, Vec<JoinHandle<()>>)> {
     let queue = Arc::new(Queue::new(queue, JOIN_AFTER, SHARE_AFTER));
+    let request_hooks = hooks.has("pre_request") || hooks.has("post_request");
     let shared = Arc::new(Shared {
         app,
+        request_hooks,
         hooks,
         ctx,
         worker,
@@ -216,8 +220,7 @@ fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
         .begin(w.slot, index, &[req.head.method(), " ", req.head.path()]);
     // Timed only where the time decides something (the lane's average).
     let started = shared.lane.as_ref().map(|_| Instant::now());
-    let hooked = shared.hooks.has("pre_request") || shared.hooks.has("post_request");
-    if hooked {
+    if shared.request_hooks {
         with_hooks(py, shared, req);
     } else {
         handle(py, &shared.app, &shared.ctx, req, false);

@@ -12,13 +12,13 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use crate::conn_cache::ConnCache;
 use crate::environ::{build_environ, AppContext};
 use crate::file_wrapper::FileWrapper;
 use crate::input::WsgiInput;
 use crate::pybytes::to_bytes;
 use crate::start_response::{
-    lock, send_body, send_msg, send_whole, set_length_if_missing, type_name, Core, SendError,
-    SharedCore, StartResponse,
+    lock, send_body, send_msg, send_whole, set_length_if_missing, type_name, SendError, SharedCore,
 };
 use crate::traceback::format_exception;
 
@@ -51,15 +51,25 @@ pub fn handle<'py>(
         conn,
         responder,
     } = req;
-    let core = Core::new(responder, hooked);
+    let mut cache = conn.app_state.take::<ConnCache>().unwrap_or_default();
+    let (start, core) = match cache.start_response(py, responder, hooked) {
+        Ok(made) => made,
+        Err(e) => {
+            log::error!(
+                "Error preparing request {} {}: {e}",
+                head.method(),
+                head.path()
+            );
+            return None;
+        }
+    };
     let mut kept = None;
     let mut input = None;
     let outcome = (|| -> PyResult<Outcome> {
-        let wsgi_input = Py::new(py, WsgiInput::new(body))?;
+        let wsgi_input = cache.input(py, body)?;
         input = Some(wsgi_input.clone_ref(py));
-        let environ = build_environ(py, ctx, &head, &conn, wsgi_input)?;
+        let environ = build_environ(py, ctx, &head, &conn, wsgi_input, &mut cache.strings)?;
         kept = Some(environ.clone());
-        let start = Py::new(py, StartResponse { core: core.clone() })?;
         let result = app.bind(py).call1((environ, start))?;
         let outcome = drive(py, &core, &result);
         // PEP 3333: close() whatever happened while iterating. A list or
@@ -107,13 +117,15 @@ pub fn handle<'py>(
             lock(&core).abandon();
         }
     }
-    if !hooked {
-        return None;
-    }
-    let status = lock(&core)
-        .sent_status
-        .take()
-        .unwrap_or_else(|| "500 Internal Server Error".to_owned());
+    let status = hooked.then(|| {
+        lock(&core)
+            .sent_status
+            .take()
+            .unwrap_or_else(|| "500 Internal Server Error".to_owned())
+    });
+    cache.end_request(&core);
+    conn.app_state.put(cache);
+    let status = status?;
     Some(Handled {
         environ: kept,
         status,
@@ -144,6 +156,13 @@ fn drive_inner(
     result: &Bound<'_, PyAny>,
 ) -> PyResult<Result<(), SendError>> {
     // A list or tuple is all in memory: one write with a Content-Length.
+    // The usual one-item list is read without an iterator object.
+    if let Ok(list) = result.cast_exact::<PyList>() {
+        if list.len() == 1 {
+            let item = list.get_item(0)?;
+            return Ok(send_whole(py, core, whole_body(body_bytes(&item)?)));
+        }
+    }
     if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
         if result.len()? == 1 {
             if let Some(item) = result.try_iter()?.next() {

@@ -51,13 +51,22 @@ pub fn lock(core: &SharedCore) -> MutexGuard<'_, Core> {
 impl Core {
     /// `keep_status`: remember the status sent (a copy per request).
     pub fn new(responder: Responder, keep_status: bool) -> SharedCore {
-        Arc::new(Mutex::new(Core {
+        Arc::new(Mutex::new(Core::fresh(responder, keep_status)))
+    }
+
+    fn fresh(responder: Responder, keep_status: bool) -> Core {
+        Core {
             responder: Some(responder),
             sent_status: None,
             keep_status,
             pending: None,
             head_sent: false,
-        }))
+        }
+    }
+
+    /// Start over for another request's response.
+    pub fn reset(&mut self, responder: Responder, keep_status: bool) {
+        *self = Core::fresh(responder, keep_status);
     }
 
     pub fn has_head(&self) -> bool {

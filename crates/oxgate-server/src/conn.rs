@@ -30,6 +30,8 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
     // a later deadline only updates the armed entry, where a fresh timeout
     // per read costs an insert into and a removal from the timer wheel.
     let mut timer = Box::pin(tokio::time::sleep(shared.settings.head_timeout));
+    // The last inline call's hold on its responder, to be used again.
+    let mut last_call = None;
     let mut first = true;
     loop {
         let head = match read_head(&mut stream, &mut buf, &shared, first, timer.as_mut()).await {
@@ -66,6 +68,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
             // The app runs here and now, on this thread: no hand-off. The
             // encoder comes back into the exchange when the call ends.
             let (responder, call) = Responder::inline(
+                last_call.take(),
                 enc,
                 stream.raw_fd(),
                 settings.write_timeout,
@@ -93,7 +96,11 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
             None => Ok(req),
         };
         let ok = match queued {
-            Err(call) => exchange.finish_inline(call, &mut stream, &shared).await,
+            Err(call) => {
+                let ok = exchange.finish_inline(&call, &mut stream, &shared).await;
+                last_call = Some(call);
+                ok
+            }
             Ok(mut req) => {
                 let (responder, rx) =
                     Responder::channel(settings.response_buffer, shared.outbox.clone());
@@ -245,7 +252,7 @@ impl Exchange {
     /// After an inline call: write what it left queued.
     async fn finish_inline(
         &mut self,
-        call: InlineCall,
+        call: &InlineCall,
         stream: &mut Stream,
         shared: &Shared,
     ) -> bool {

@@ -258,7 +258,7 @@ pub(crate) struct InlineCall(Arc<Mutex<Sink>>);
 
 impl InlineCall {
     /// End the call: the encoder back, and whether a write already failed.
-    pub(crate) fn finish(self) -> (Option<Encoder>, bool) {
+    pub(crate) fn finish(&self) -> (Option<Encoder>, bool) {
         let mut sink = lock_sink(&self.0);
         (sink.enc.take(), sink.failed)
     }
@@ -378,20 +378,31 @@ impl Responder {
 
     /// A responder for an inline call that encodes into `enc` and, past
     /// `limit` waiting bytes, writes on `fd` itself. `fd` must stay open
-    /// until `InlineCall::finish`, after which sends fail.
+    /// until `InlineCall::finish`, after which sends fail. `last`: the
+    /// connection's previous call, whose sink is used again if nobody
+    /// else holds it (one allocation per request less).
     pub(crate) fn inline(
+        last: Option<InlineCall>,
         enc: Encoder,
         fd: RawFd,
         stall: Duration,
         limit: usize,
     ) -> (Responder, InlineCall) {
-        let sink = Arc::new(Mutex::new(Sink {
+        let fresh = Sink {
             enc: Some(enc),
             fd,
             stall,
             limit: limit.max(1),
             failed: false,
-        }));
+        };
+        let sink = match last {
+            // No Weak is ever made of a sink: one strong count is ours alone.
+            Some(InlineCall(sink)) if Arc::strong_count(&sink) == 1 => {
+                *lock_sink(&sink) = fresh;
+                sink
+            }
+            _ => Arc::new(Mutex::new(fresh)),
+        };
         (
             Responder {
                 to: To::Inline(sink.clone()),

@@ -1,0 +1,75 @@
+//! What one connection keeps from one request to the next (in its
+//! `ConnInfo::app_state`): the environ strings it can reuse, and its
+//! `wsgi.input` and `start_response` objects, taken again by the next
+//! request when nothing else holds them (making and freeing the two cost
+//! more than the rest of a small request's Python objects together).
+//! Must not outlive a request's data: what it keeps is emptied at its end.
+
+use std::sync::Arc;
+
+use oxgate_server::{RequestBody, Responder};
+use pyo3::prelude::*;
+
+use crate::environ_cache::ConnStrings;
+use crate::input::WsgiInput;
+use crate::start_response::{lock, Core, SharedCore, StartResponse};
+
+/// Whether the reference this cache holds is `obj`'s only one.
+fn sole<T>(_attached: Python<'_>, obj: &Py<T>) -> bool {
+    // SAFETY: `obj` is alive (we own a reference to it) and the thread is
+    // attached to the interpreter (`_attached`), so nothing changes its
+    // count while we read it.
+    unsafe { pyo3::ffi::Py_REFCNT(obj.as_ptr()) == 1 }
+}
+
+#[derive(Default)]
+pub struct ConnCache {
+    pub strings: ConnStrings,
+    input: Option<Py<WsgiInput>>,
+    start: Option<Py<StartResponse>>,
+}
+
+impl ConnCache {
+    /// `wsgi.input` for `body`: the last request's object if only this
+    /// cache holds it, else a new one.
+    pub fn input(&mut self, py: Python<'_>, body: RequestBody) -> PyResult<Py<WsgiInput>> {
+        if let Some(input) = self.input.as_ref().filter(|i| sole(py, i)) {
+            input.get().reset(body);
+            return Ok(input.clone_ref(py));
+        }
+        let input = Py::new(py, WsgiInput::new(body))?;
+        self.input = Some(input.clone_ref(py));
+        Ok(input)
+    }
+
+    /// `start_response` (and its shared core) for a response sent through
+    /// `responder`: the last request's if nothing else holds either.
+    pub fn start_response(
+        &mut self,
+        py: Python<'_>,
+        responder: Responder,
+        keep_status: bool,
+    ) -> PyResult<(Py<StartResponse>, SharedCore)> {
+        let free = |s: &&Py<StartResponse>| sole(py, s) && Arc::strong_count(&s.get().core) == 1;
+        if let Some(start) = self.start.as_ref().filter(free) {
+            let core = start.get().core.clone();
+            lock(&core).reset(responder, keep_status);
+            return Ok((start.clone_ref(py), core));
+        }
+        let core = Core::new(responder, keep_status);
+        let start = Py::new(py, StartResponse { core: core.clone() })?;
+        self.start = Some(start.clone_ref(py));
+        Ok((start, core))
+    }
+
+    /// The request is over: drop its body and its response sender, so an
+    /// idle connection holds neither (and the I/O side sees the sender
+    /// gone). An app that kept the objects finds an empty body and a
+    /// closed response.
+    pub fn end_request(&self, core: &SharedCore) {
+        if let Some(input) = &self.input {
+            input.get().reset(RequestBody::Full(bytes::Bytes::new()));
+        }
+        lock(core).disconnect();
+    }
+}
