@@ -4,6 +4,9 @@
 //! request when nothing else holds them (making and freeing the two cost
 //! more than the rest of a small request's Python objects together).
 //! Must not outlive a request's data: what it keeps is emptied at its end.
+//! It is dropped with its connection on the I/O thread, without the GIL:
+//! pyo3 defers those reference drops to the next time a thread attaches
+//! (so the `pyo3_disable_reference_pool` cfg must stay off).
 
 use std::sync::Arc;
 
