@@ -78,7 +78,8 @@ def run_once(args: argparse.Namespace, seconds: float, out: Path) -> tuple[int, 
     out.mkdir(parents=True, exist_ok=True)
     proc, port, worker = start(args, out)
     try:
-        wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s"]
+        # Under valgrind a first request can take seconds (lazy imports).
+        wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds:g}s", "--timeout", "60s"]
         if args.post:
             script = out / "post.lua"
             script.write_text(

@@ -246,19 +246,21 @@ def test_server_name_follows_the_host_of_each_request_on_a_kept_alive_connection
         [
             simple_request(host="one.example:8001"),
             simple_request(host="one.example:8001"),
+            simple_request(host="one.example:8001"),
             simple_request(host="two.example"),
             simple_request(version="HTTP/1.0", host=None, headers=[("Connection", "keep-alive")]),
             simple_request(target="http://three.example:9/abs", host="ignored.example"),
         ],
     )
     seen = [(e["SERVER_NAME"], e["SERVER_PORT"], e.get("HTTP_HOST")) for e in envs]
-    assert seen[:3] == [
+    assert seen[:4] == [
+        ("one.example", "8001", "one.example:8001"),
         ("one.example", "8001", "one.example:8001"),
         ("one.example", "8001", "one.example:8001"),
         ("two.example", "80", "two.example"),
     ]
-    assert seen[3][1:] == (str(echo.port), None)
-    assert seen[4] == ("three.example", "9", "ignored.example")
+    assert seen[4][1:] == (str(echo.port), None)
+    assert seen[5] == ("three.example", "9", "ignored.example")
     assert {e["REMOTE_PORT"] for e in envs} == {envs[0]["REMOTE_PORT"]}
 
 
@@ -284,6 +286,15 @@ def test_every_per_request_key_is_set_for_each_request(echo):
         assert env["REMOTE_ADDR"] == "127.0.0.1"
         assert env["SERVER_NAME"] and env["SERVER_PORT"]
         assert env["wsgi.input"] == "<Input>"
+
+
+def test_changes_an_app_makes_to_its_environ_stay_in_that_request(echo):
+    envs = environs_on_one_connection(
+        echo, [simple_request(target=t) for t in ("/a", "/b?mutate=1", "/c?mutate=1", "/d", "/e")]
+    )
+    for env in envs:
+        assert "oxgate.test.leak" not in env
+        assert (env["SERVER_NAME"], env["REMOTE_ADDR"]) == ("test", "127.0.0.1")
 
 
 def test_repeated_headers_in_other_cases_are_joined(echo):

@@ -45,6 +45,11 @@ def application(environ, start_response):
     out["_sys_path"] = list(sys.path)
     names = parse_qs(environ.get("QUERY_STRING", "")).get("env", [""])[0]
     out["_os_environ"] = {n: os.environ.get(n) for n in names.split(",") if n}
+    if "mutate" in parse_qs(environ.get("QUERY_STRING", "")):
+        # An app may change its environ; the next request must not see it.
+        environ["oxgate.test.leak"] = "yes"
+        environ["SERVER_NAME"] = "mutated.example"
+        environ["REMOTE_ADDR"] = "6.6.6.6"
     data = json.dumps(out, sort_keys=True).encode()
     start_response(
         "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]

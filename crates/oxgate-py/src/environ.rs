@@ -110,7 +110,7 @@ pub fn build_environ<'py>(
     input: Py<WsgiInput>,
     kept: &mut ConnStrings,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = ctx.base.bind(py).copy()?;
+    let env = connection_base(py, ctx, head, conn, kept)?;
     let method = match head.method() {
         "GET" => intern!(py, "GET").clone(),
         "POST" => intern!(py, "POST").clone(),
@@ -156,6 +156,25 @@ pub fn build_environ<'py>(
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     headers(py, ctx, head, &env, kept)?;
+    Ok(env)
+}
+
+/// A fresh dict with the shared entries and this connection's SERVER_* and
+/// REMOTE_* ones: a copy of the connection's template when it fits the
+/// request's host, else made from the shared dict (and kept as the template
+/// from the connection's second request on).
+fn connection_base<'py>(
+    py: Python<'py>,
+    ctx: &AppContext,
+    head: &RequestHead,
+    conn: &ConnInfo,
+    kept: &mut ConnStrings,
+) -> PyResult<Bound<'py, PyDict>> {
+    let host = head.host().filter(|h| !h.is_empty());
+    if let Some((_, template)) = kept.template.as_ref().filter(|(h, _)| h.as_deref() == host) {
+        return template.bind(py).copy();
+    }
+    let env = ctx.base.bind(py).copy()?;
     let (name, port) = server(py, head, conn, kept);
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
     env.set_item(intern!(py, "SERVER_PORT"), port)?;
@@ -175,7 +194,13 @@ pub fn build_environ<'py>(
             env.set_item(intern!(py, "REMOTE_ADDR"), "")?;
         }
     }
-    Ok(env)
+    if !kept.seen {
+        kept.seen = true;
+        return Ok(env);
+    }
+    // The template is never the request's own dict: the app may change that.
+    kept.template = Some((host.map(str::to_owned), env.clone().unbind()));
+    env.copy()
 }
 
 /// The HTTP_* (and CONTENT_*) entries, one per header name: RFC 9110

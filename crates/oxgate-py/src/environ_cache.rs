@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use oxgate_proto::environ::header_key;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString};
 
 /// Header names whose keys are kept. Past it (a client making up names)
 /// keys are made per request and not interned, so nothing grows forever.
@@ -74,6 +74,13 @@ impl HeaderKeys {
 /// What one connection's requests reuse, kept in its `ConnInfo::app_state`.
 #[derive(Default)]
 pub struct ConnStrings {
+    /// The shared dict plus this connection's SERVER_* and REMOTE_* entries,
+    /// for the request host it was made for: copied instead of the shared
+    /// one, it saves setting them again. Made at a connection's second
+    /// request, so a one-request connection does not pay for it.
+    pub template: Option<(Option<String>, Py<PyDict>)>,
+    /// An earlier request came on this connection.
+    pub seen: bool,
     /// REMOTE_ADDR and REMOTE_PORT.
     pub remote: Option<(Py<PyString>, Py<PyString>)>,
     /// SERVER_NAME and SERVER_PORT, with the request host they came from.
