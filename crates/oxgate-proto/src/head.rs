@@ -98,6 +98,11 @@ impl Span {
             end: start + piece.len(),
         }
     }
+
+    /// This span's bytes in `whole` (none if it lies outside).
+    fn get(self, whole: &[u8]) -> &[u8] {
+        whole.get(self.start..self.end).unwrap_or_default()
+    }
 }
 
 /// How the request body is delimited (RFC 9112 section 6.3).
@@ -131,7 +136,7 @@ pub struct RequestHead {
 
 impl RequestHead {
     fn bytes(&self, span: Span) -> &[u8] {
-        self.raw.get(span.start..span.end).unwrap_or_default()
+        span.get(&self.raw)
     }
 
     /// A piece `parse_head` checked to be ASCII (the request line, field
@@ -275,10 +280,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
         }
     }
 
-    let field_bytes = |s: Span| buf.get(s.start..s.end).unwrap_or_default();
-    let pairs = fields
-        .iter()
-        .map(|&(n, v)| (field_bytes(n), field_bytes(v)));
+    let pairs = fields.iter().map(|&(n, v)| (n.get(buf), v.get(buf)));
     let decided = framing::decide(request_line.version, pairs)?;
     let raw: Box<[u8]> = buf.get(..pos).unwrap_or_default().into();
     let head = RequestHead {

@@ -122,7 +122,7 @@ pub fn build_environ<'py>(
         other => PyString::new(py, other),
     };
     env.set_item(intern!(py, "REQUEST_METHOD"), method)?;
-    let path: Cow<'_, [u8]> = if head.path() == "*" || !head.path().contains('%') {
+    let path: Cow<'_, [u8]> = if !head.path().contains('%') {
         Cow::Borrowed(head.path().as_bytes())
     } else {
         Cow::Owned(percent_decode(head.path()))
@@ -175,20 +175,14 @@ fn connection_base<'py>(
         return template.bind(py).copy();
     }
     let env = ctx.base.bind(py).copy()?;
-    let (name, port) = server(py, head, conn, kept);
+    let (name, port) = server(host, conn);
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
     env.set_item(intern!(py, "SERVER_PORT"), port)?;
     match conn.peer {
         Some(_) => {
-            let (ip, port) = kept.remote.get_or_insert_with(|| {
-                let (ip, port) = conn.peer_strings();
-                (
-                    PyString::new(py, ip).unbind(),
-                    PyString::new(py, port).unbind(),
-                )
-            });
-            env.set_item(intern!(py, "REMOTE_ADDR"), ip.bind(py))?;
-            env.set_item(intern!(py, "REMOTE_PORT"), port.bind(py))?;
+            let (ip, port) = conn.peer_strings();
+            env.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
+            env.set_item(intern!(py, "REMOTE_PORT"), port)?;
         }
         None => {
             env.set_item(intern!(py, "REMOTE_ADDR"), "")?;
@@ -245,32 +239,14 @@ fn headers<'py>(
 }
 
 /// SERVER_NAME and SERVER_PORT: from the request's host, else the listener.
-fn server<'py>(
-    py: Python<'py>,
-    head: &RequestHead,
-    conn: &ConnInfo,
-    kept: &mut ConnStrings,
-) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
-    let host = head.host().filter(|h| !h.is_empty());
-    if let Some((made_for, name, port)) = &kept.server {
-        if made_for.as_deref() == host {
-            return (name.bind(py).clone(), port.bind(py).clone());
-        }
-    }
-    let (name, port) = match host {
+fn server<'a>(host: Option<&'a str>, conn: &'a ConnInfo) -> (&'a str, &'a str) {
+    match host {
         Some(host) => {
             let (name, port) = split_host(host);
             (name, port.unwrap_or("80"))
         }
         None => (conn.server_name.as_str(), conn.server_port.as_str()),
-    };
-    let (name, port) = (PyString::new(py, name), PyString::new(py, port));
-    kept.server = Some((
-        host.map(str::to_owned),
-        name.clone().unbind(),
-        port.clone().unbind(),
-    ));
-    (name, port)
+    }
 }
 
 #[cfg(test)]

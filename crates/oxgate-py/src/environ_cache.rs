@@ -1,7 +1,7 @@
 //! The Python strings an environ can reuse instead of making them per
 //! request: environ keys for header names (per worker) and, per connection,
-//! the peer's and server's strings and the header values its last request
-//! sent. Must not decide any mapping rule: those are oxgate-proto's.
+//! a template holding its SERVER_* and REMOTE_* entries and the header
+//! values its last request sent. Must not decide any mapping rule: those are oxgate-proto's.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -81,10 +81,6 @@ pub struct ConnStrings {
     pub template: Option<(Option<String>, Py<PyDict>)>,
     /// An earlier request came on this connection.
     pub seen: bool,
-    /// REMOTE_ADDR and REMOTE_PORT.
-    pub remote: Option<(Py<PyString>, Py<PyString>)>,
-    /// SERVER_NAME and SERVER_PORT, with the request host they came from.
-    pub server: Option<(Option<String>, Py<PyString>, Py<PyString>)>,
     /// The last value of each header: its key, the bytes, and the str.
     values: Vec<(Py<PyString>, Vec<u8>, Py<PyString>)>,
 }

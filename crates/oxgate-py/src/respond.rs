@@ -156,18 +156,14 @@ fn drive_inner(
     result: &Bound<'_, PyAny>,
 ) -> PyResult<Result<(), SendError>> {
     // A list or tuple is all in memory: one write with a Content-Length.
-    // The usual one-item list is read without an iterator object.
-    if let Ok(list) = result.cast_exact::<PyList>() {
-        if list.len() == 1 {
-            let item = list.get_item(0)?;
-            return Ok(send_whole(py, core, whole_body(body_bytes(&item)?)));
-        }
-    }
+    // The usual single item is indexed, without an iterator object.
     if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
         if result.len()? == 1 {
-            if let Some(item) = result.try_iter()?.next() {
-                return Ok(send_whole(py, core, whole_body(body_bytes(&item?)?)));
-            }
+            let item = match result.cast_exact::<PyList>() {
+                Ok(list) => list.get_item(0)?,
+                Err(_) => result.get_item(0)?,
+            };
+            return Ok(send_whole(py, core, whole_body(body_bytes(&item)?)));
         }
         let mut whole = BytesMut::new();
         for item in result.try_iter()? {

@@ -41,17 +41,19 @@ pub fn write_head(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     if !head.has_date {
-        with_http_date(|d| {
-            out.extend_from_slice(b"Date: ");
-            out.extend_from_slice(d.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        });
+        with_http_date(|d| push_field(out, b"Date", d.as_bytes()));
     }
     if !head.has_server {
-        out.extend_from_slice(b"Server: ");
-        out.extend_from_slice(SERVER.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, b"Server", SERVER.as_bytes());
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One of the server's own header lines.
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -69,9 +71,7 @@ fn push_length(out: &mut Vec<u8>, n: u64) {
             break;
         }
     }
-    out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
+    push_field(out, b"Content-Length", &digits[at..]);
 }
 
 /// A complete response the server makes itself (errors, overload), always
