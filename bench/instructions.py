@@ -31,19 +31,19 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
 from measure import free_port, wait_ready
+from pinned import Oxgate
 
 APPS = Path(__file__).resolve().parent / "apps"
 
 
 def start(args: argparse.Namespace, out: Path) -> tuple[subprocess.Popen, int, int]:
     """The server under callgrind: (its process, its port, the pid serving)."""
-    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"]
+    valgrind = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p")
     # A fixed hash seed: dict probing, and so Python's counts, repeat.
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(APPS)}
     if args.server != "oxgate":
@@ -52,25 +52,9 @@ def start(args: argparse.Namespace, out: Path) -> tuple[subprocess.Popen, int, i
         proc = subprocess.Popen([*valgrind, args.python, *launch], env=env)
         wait_ready(port, args.path, lambda: proc.poll() is None, timeout=120)
         return proc, port, proc.pid
-    cmd = [*valgrind, args.python, "-m", "oxgate", "--bind", "127.0.0.1:0", "--chdir", str(APPS)]
-    proc = subprocess.Popen(
-        [*cmd, *args.oxgate_args, args.app], stderr=subprocess.PIPE, text=True, env=env
-    )
-    assert proc.stderr is not None
-    port = worker = 0
-    for line in proc.stderr:
-        if m := re.search(r"Listening at: http://127.0.0.1:(\d+)", line):
-            port = int(m.group(1))
-        if m := re.search(r"Booting worker with pid: (\d+)", line):
-            worker = int(m.group(1))
-        if "Worker ready" in line:
-            break
-    if not (port and worker):
-        proc.kill()
-        raise SystemExit(f"oxgate did not start under valgrind: {' '.join(cmd)}")
-    # Keep draining the log, or a full pipe would stall the server.
-    threading.Thread(target=lambda: [None for _ in proc.stderr or ()], daemon=True).start()
-    return proc, port, worker
+    oxgate_args = ["--chdir", str(APPS), *args.oxgate_args, args.app]
+    server = Oxgate(oxgate_args, launcher=valgrind, python=args.python, env=env)
+    return server.proc, server.port, server.worker
 
 
 def run_once(args: argparse.Namespace, seconds: float, out: Path) -> tuple[int, int]:

@@ -33,12 +33,19 @@ def worker_of(master: int) -> int:
 
 
 class Oxgate:
-    """`python -m oxgate --bind 127.0.0.1:0 ARGS` on CPU 0; stopped on exit."""
+    """`python -m oxgate --bind 127.0.0.1:0 ARGS` on CPU 0 (or under another
+    `launcher`, with another `python`); stopped on exit."""
 
-    def __init__(self, args: list[str], **popen):
-        cmd = [sys.executable, "-m", "oxgate", "--bind", "127.0.0.1:0", *args]
+    def __init__(
+        self,
+        args: list[str],
+        launcher: tuple[str, ...] = ("taskset", "-c", "0"),
+        python: str = sys.executable,
+        **popen,
+    ):
+        cmd = [python, "-m", "oxgate", "--bind", "127.0.0.1:0", *args]
         self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", *cmd], stderr=subprocess.PIPE, text=True, **popen
+            [*launcher, *cmd], stderr=subprocess.PIPE, text=True, **popen
         )
         self.port = 0
         for line in self.proc.stderr:
