@@ -44,9 +44,7 @@ class Oxgate:
         **popen,
     ):
         cmd = [python, "-m", "oxgate", "--bind", "127.0.0.1:0", *args]
-        self.proc = subprocess.Popen(
-            [*launcher, *cmd], stderr=subprocess.PIPE, text=True, **popen
-        )
+        self.proc = subprocess.Popen([*launcher, *cmd], stderr=subprocess.PIPE, text=True, **popen)
         self.port = 0
         for line in self.proc.stderr:
             if m := re.search(r"Listening at: http://127.0.0.1:(\d+)", line):
