@@ -21,6 +21,9 @@ pub enum Bind {
         port: u16,
     },
     Unix(PathBuf),
+    /// `uwsgi:ADDRESS`: the uwsgi protocol (nginx's `uwsgi_pass`) instead
+    /// of HTTP, on a TCP or unix address (never another `Uwsgi`).
+    Uwsgi(Box<Bind>),
 }
 
 impl Bind {
@@ -35,6 +38,13 @@ impl Bind {
     /// which address and where it came from).
     pub(crate) fn parse_detail(raw: &str) -> Result<Bind, String> {
         let addr = raw.trim();
+        if let Some(rest) = addr.strip_prefix("uwsgi:") {
+            let inner = rest.strip_prefix("//").unwrap_or(rest);
+            if inner.starts_with("uwsgi:") {
+                return Err("'uwsgi:' is given twice, e.g. uwsgi:127.0.0.1:9000".into());
+            }
+            return Ok(Bind::Uwsgi(Box::new(Bind::parse_detail(inner)?)));
+        }
         // gunicorn accepts both unix:PATH and unix://PATH.
         if let Some(rest) = addr.strip_prefix("unix:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -142,6 +152,7 @@ impl fmt::Display for Bind {
             Bind::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Bind::Tcp { host, port } => write!(f, "{host}:{port}"),
             Bind::Unix(path) => write!(f, "unix:{}", path.display()),
+            Bind::Uwsgi(inner) => write!(f, "uwsgi:{inner}"),
         }
     }
 }

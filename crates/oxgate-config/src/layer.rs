@@ -50,7 +50,8 @@ impl Layer {
             return Ok(false);
         };
         let setting = &SETTINGS[index];
-        let single_valued = !(setting.kind.repeatable() || setting.kind == Kind::CommaList);
+        let single_valued = !(setting.kind.repeatable()
+            || matches!(setting.kind, Kind::CommaList | Kind::AddressList));
         if single_valued && values.len() > 1 {
             return Err(ConfigError::new(format!(
                 "'{}'{} is a list of {} values: expected a single value",

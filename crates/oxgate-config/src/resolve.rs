@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use crate::access_format::AccessLogFormat;
 use crate::bind::Bind;
+use oxgate_proto::TrustList;
+
+/// gunicorn's default for both allow lists.
+const LOOPBACK: &str = "127.0.0.1,::1";
 use crate::error::ConfigError;
 use crate::layer::Layer;
 use crate::table::{self, Kind, Setting, SETTINGS};
@@ -73,6 +77,11 @@ pub struct Config {
     pub raw_env: Vec<(String, String)>,
     /// Empty or "/prefix" without trailing slash.
     pub root_path: String,
+    /// Peers whose X-Forwarded-*/Forwarded headers are believed.
+    pub forwarded_allow_ips: TrustList,
+    pub proxy_protocol: bool,
+    /// Peers that may send a PROXY protocol header.
+    pub proxy_allow_ips: TrustList,
     /// As configured; 0 means unlimited. Use `request_limits()` for the
     /// bounds to enforce.
     pub limit_request_line: usize,
@@ -188,6 +197,13 @@ pub fn build(
         pythonpath: m.comma_list("pythonpath"),
         raw_env: m.env_pairs("raw_env")?,
         root_path: m.root_path(getenv)?,
+        forwarded_allow_ips: m.trust_list(
+            "forwarded_allow_ips",
+            Some("FORWARDED_ALLOW_IPS"),
+            getenv,
+        )?,
+        proxy_protocol: m.flag("proxy_protocol")?,
+        proxy_allow_ips: m.trust_list("proxy_allow_ips", None, getenv)?,
         limit_request_line: to_usize(m.int("limit_request_line", 4094)?),
         limit_request_fields: to_usize(m.int("limit_request_fields", 100)?),
         limit_request_field_size: to_usize(m.int("limit_request_field_size", 8190)?),
@@ -370,6 +386,26 @@ impl<'a> Merged<'a> {
                 .map_err(|p| env_error("root_path", p, &raw, "SCRIPT_NAME")),
             None => Ok(String::new()),
         }
+    }
+
+    /// An allow list: the given values (a config-file list is joined), else
+    /// `var` from the environment, else gunicorn's default of the loopback
+    /// addresses.
+    fn trust_list(
+        &self,
+        name: &str,
+        var: Option<&'static str>,
+        getenv: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<TrustList, ConfigError> {
+        if let Some(found) = self.get(name) {
+            let raw = found.values.join(",");
+            return TrustList::parse(&raw).map_err(|why| found.err(Problem::Detail(why), &raw));
+        }
+        if let Some((var, raw)) = var.and_then(|v| Some((v, getenv(v)?))) {
+            return TrustList::parse(&raw)
+                .map_err(|why| env_error(name, Problem::Detail(why), &raw, var));
+        }
+        TrustList::parse(LOOPBACK).map_err(ConfigError::new)
     }
 
     /// gunicorn: `WEB_CONCURRENCY` is the default when no source sets workers.

@@ -67,6 +67,8 @@ pub enum Kind {
     UrlPrefix,
     /// `MODULE[:VARIABLE]` of the WSGI application.
     AppUri,
+    /// Comma-separated IP addresses, CIDR networks or `*` (peers to trust).
+    AddressList,
 }
 
 impl Kind {
@@ -152,13 +154,16 @@ pub static SETTINGS: &[Setting] = &[
         meta: "ADDRESS",
         kind: Kind::Bind,
         default: "['127.0.0.1:8000']",
-        help: "The socket to listen on: HOST, HOST:PORT, [IPv6]:PORT or unix:PATH; \
-               repeat to listen on several.",
+        help: "The socket to listen on: HOST, HOST:PORT, [IPv6]:PORT or unix:PATH, \
+               each also as uwsgi:ADDRESS; repeat to listen on several.",
         doc: "A HOST without port listens on port 8000; `:PORT` listens on all IPv4 \
               interfaces. IPv6 addresses go in brackets: `[::1]:8000`. When no address \
               is given anywhere and the `PORT` environment variable is set, the default \
               is `0.0.0.0:$PORT`. A list given by a later source (command line over \
-              `OXGATE_CMD_ARGS` over the config file) replaces the earlier list.",
+              `OXGATE_CMD_ARGS` over the config file) replaces the earlier list. \
+              `uwsgi:` before an address (`uwsgi:127.0.0.1:9000`, \
+              `uwsgi:unix:/run/oxgate/uwsgi.sock`) speaks the uwsgi protocol there \
+              instead of HTTP, for nginx's `uwsgi_pass` (see docs/proxies.md).",
     },
     Setting {
         name: "reuse_port",
@@ -606,6 +611,64 @@ pub static SETTINGS: &[Setting] = &[
               of the path in `PATH_INFO`. A trailing slash is dropped. When not set, \
               the `SCRIPT_NAME` environment variable is used, as gunicorn does. \
               (An oxgate setting; gunicorn has no flag for it.)",
+    },
+    Setting {
+        name: "forwarded_allow_ips",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("forwarded-allow-ips"),
+        aliases: &[],
+        meta: "STRING",
+        kind: Kind::AddressList,
+        default: "'127.0.0.1,::1'",
+        help: "Peers (IP addresses, CIDR networks or *) whose X-Forwarded-* and \
+               Forwarded headers are believed.",
+        doc: "From a listed peer, and from any peer on a unix socket, oxgate sets \
+              `REMOTE_ADDR` (and `REMOTE_PORT` when known) from RFC 7239 `Forwarded: \
+              for=` or else `X-Forwarded-For`, `wsgi.url_scheme` from `proto=` or \
+              `X-Forwarded-Proto` (also `X-Forwarded-Ssl: on` and \
+              `X-Forwarded-Protocol: ssl`), and `HTTP_HOST`, `SERVER_NAME` and \
+              `SERVER_PORT` from `host=` or `X-Forwarded-Host` and \
+              `X-Forwarded-Port`. In a chain of proxies the client is the nearest \
+              address that is not itself listed, so a client cannot pick its own \
+              address by sending the header. Values that do not parse are ignored. \
+              The headers themselves stay in the environ (`HTTP_X_FORWARDED_FOR`...). \
+              From other peers the headers are passed on and nothing else changes. \
+              When not set, the `FORWARDED_ALLOW_IPS` environment variable is used, \
+              as gunicorn does; an empty value trusts nobody.",
+    },
+    Setting {
+        name: "proxy_protocol",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("proxy-protocol"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Accept a PROXY protocol header (v1 or v2) from the peers of \
+               --proxy-allow-from.",
+        doc: "For load balancers that speak the PROXY protocol (HAProxy \
+              `send-proxy`/`send-proxy-v2`, nginx `proxy_protocol on`, AWS NLB): \
+              the header's source address becomes `REMOTE_ADDR`/`REMOTE_PORT`, and \
+              a v2 header saying the client used TLS makes `wsgi.url_scheme` \
+              `https`. A listed peer may also connect without a header (a health \
+              check); a header from a peer that is not listed is refused with 403, \
+              and a malformed one with 400.",
+    },
+    Setting {
+        name: "proxy_allow_ips",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("proxy-allow-from"),
+        aliases: &[],
+        meta: "STRING",
+        kind: Kind::AddressList,
+        default: "'127.0.0.1,::1'",
+        help: "Peers (IP addresses, CIDR networks or *) allowed to send a PROXY \
+               protocol header.",
+        doc: "Only used with --proxy-protocol. Connections over a unix socket are \
+              always allowed.",
     },
     Setting {
         name: "limit_request_line",

@@ -7,6 +7,7 @@ use crate::access_format::AccessLogFormat;
 use crate::bind::Bind;
 use crate::error::{shown, ConfigError};
 use crate::table::{Kind, Setting};
+use oxgate_proto::TrustList;
 
 /// The error log level (gunicorn's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,6 +90,8 @@ pub(crate) enum Problem {
     Bind(String),
     /// Rendered "invalid access log format for 'FLAG': ...".
     Format(String),
+    /// Rendered "invalid value 'V' for 'FLAG': ..." (the text says what is wrong).
+    Detail(String),
 }
 
 impl Problem {
@@ -102,6 +105,7 @@ impl Problem {
             Problem::Format(why) => {
                 format!("invalid access log format for {subject}{suffix}: {why}")
             }
+            Problem::Detail(why) => format!("invalid value '{raw}' for {subject}{suffix}: {why}"),
         })
     }
 }
@@ -187,5 +191,6 @@ pub(crate) fn check(setting: &Setting, raw: &str) -> Result<(), Problem> {
             .map(drop)
             .map_err(Problem::Format),
         Kind::UrlPrefix => parse_url_prefix(raw).map(drop),
+        Kind::AddressList => TrustList::parse(raw).map(drop).map_err(Problem::Detail),
     }
 }

@@ -298,6 +298,14 @@ fn bind_forms_parse_like_gunicorn() {
             Bind::Unix("relative/app.sock".into()),
         ),
         ("unix:///run/app.sock", Bind::Unix("/run/app.sock".into())),
+        (
+            "uwsgi:127.0.0.1:9000",
+            Bind::Uwsgi(Box::new(tcp("127.0.0.1", 9000))),
+        ),
+        (
+            "uwsgi://unix:/run/u.sock",
+            Bind::Uwsgi(Box::new(Bind::Unix("/run/u.sock".into()))),
+        ),
     ];
     for (raw, want) in cases {
         assert_eq!(&Bind::parse(raw).unwrap(), want, "{raw}");
@@ -306,7 +314,13 @@ fn bind_forms_parse_like_gunicorn() {
 
 #[test]
 fn bind_displays_in_the_form_it_parses_from() {
-    for raw in ["127.0.0.1:8080", "[::1]:8000", "unix:/run/app.sock"] {
+    for raw in [
+        "127.0.0.1:8080",
+        "[::1]:8000",
+        "unix:/run/app.sock",
+        "uwsgi:[::1]:9000",
+        "uwsgi:unix:/run/u.sock",
+    ] {
         assert_eq!(Bind::parse(raw).unwrap().to_string(), raw);
     }
 }
@@ -338,6 +352,11 @@ fn bad_bind_addresses_say_how_to_fix_them() {
             "fd:// addresses are not supported; use HOST:PORT or unix:PATH",
         ),
         ("a b:80", "'a b' is not a host name or IP address"),
+        (
+            "uwsgi:uwsgi:1.2.3.4:9",
+            "'uwsgi:' is given twice, e.g. uwsgi:127.0.0.1:9000",
+        ),
+        ("uwsgi:host:x", "'x' is not a port number (0-65535)"),
     ];
     for (raw, why) in cases {
         assert_eq!(
@@ -434,6 +453,7 @@ check_config             = True
 config                   = None
 daemon                   = False
 errorlog                 = -
+forwarded_allow_ips      = 127.0.0.1,::1
 graceful_timeout         = 30
 group                    = None
 header_timeout           = 10
@@ -449,6 +469,8 @@ max_worker_memory        = 0
 pidfile                  = None
 preload_app              = False
 print_config             = True
+proxy_allow_ips          = 127.0.0.1,::1
+proxy_protocol           = False
 pythonpath               = None
 raw_env                  = ['A=1']
 reload                   = False

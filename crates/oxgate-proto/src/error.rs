@@ -19,6 +19,8 @@ pub enum ProtoError {
     PayloadTooLarge,
     /// The head or body did not arrive in time (408, RFC 9110 section 15.5.9).
     RequestTimeout,
+    /// Something only a trusted peer may send, from another (403).
+    Forbidden(&'static str),
 }
 
 impl ProtoError {
@@ -31,6 +33,7 @@ impl ProtoError {
             ProtoError::VersionNotSupported => 505,
             ProtoError::PayloadTooLarge => 413,
             ProtoError::RequestTimeout => 408,
+            ProtoError::Forbidden(_) => 403,
         }
     }
 
@@ -44,6 +47,7 @@ impl ProtoError {
             ProtoError::VersionNotSupported => "HTTP Version Not Supported",
             ProtoError::PayloadTooLarge => "Payload Too Large",
             ProtoError::RequestTimeout => "Request Timeout",
+            ProtoError::Forbidden(_) => "Forbidden",
         }
     }
 }
@@ -58,6 +62,7 @@ impl fmt::Display for ProtoError {
             ProtoError::VersionNotSupported => f.write_str("HTTP version not supported"),
             ProtoError::PayloadTooLarge => f.write_str("request body too large"),
             ProtoError::RequestTimeout => f.write_str("request not received in time"),
+            ProtoError::Forbidden(why) => write!(f, "forbidden: {why}"),
         }
     }
 }

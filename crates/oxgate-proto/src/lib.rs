@@ -4,11 +4,15 @@
 pub mod chunked;
 pub mod environ;
 pub mod error;
+pub mod forwarded;
 mod framing;
 pub mod head;
+pub mod proxy_protocol;
 mod request_line;
 pub mod response;
 mod syntax;
+pub mod trust;
+pub mod uwsgi;
 
 pub use chunked::{ChunkedDecoder, DecodeStep};
 pub use error::ProtoError;
@@ -16,3 +20,4 @@ pub use head::{
     connection_has_token, parse_head, BodyFraming, Header, Limits, Parsed, RequestHead, Version,
 };
 pub use response::{ResponseFraming, ResponseHeaderError};
+pub use trust::TrustList;

@@ -146,7 +146,8 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
         activated = oxgate_supervisor::systemd::listen_fds();
     }
     for &fd in &activated {
-        listeners.push(Listener::from_fd(fd, owned).map_err(|e| Fail::boot(e.to_string()))?);
+        let l = Listener::from_fd(fd, owned).map_err(|e| Fail::boot(e.to_string()))?;
+        listeners.push(l.tag(&cfg.bind));
     }
     // Socket activation replaces --bind, as in gunicorn.
     let binds: &[oxgate_config::Bind] = if activated.is_empty() { &cfg.bind } else { &[] };

@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 
 use oxgate_proto::environ::percent_decode;
-use oxgate_proto::{BodyFraming, RequestHead};
+use oxgate_proto::forwarded::Scheme;
+use oxgate_proto::{BodyFraming, RequestHead, TrustList};
 use oxgate_server::ConnInfo;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -156,7 +157,71 @@ pub fn build_environ<'py>(
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     headers(py, ctx, head, &env, kept)?;
+    if let Some(trust) = &conn.forwarded {
+        forwarded(py, head, conn, trust, &env)?;
+    }
+    // A uwsgi proxy's variables win, as under uWSGI: they describe the
+    // request as the client made it (SERVER_PROTOCOL, REMOTE_ADDR...).
+    for (key, value) in &conn.cgi {
+        env.set_item(key, latin1(py, value))?;
+    }
     Ok(env)
+}
+
+/// What a trusted proxy says about the client (--forwarded-allow-ips)
+/// replaces what the connection says: REMOTE_*, wsgi.url_scheme, HTTP_HOST
+/// and SERVER_*. The proxy's own headers stay as they came.
+fn forwarded<'py>(
+    py: Python<'py>,
+    head: &RequestHead,
+    conn: &ConnInfo,
+    trust: &TrustList,
+    env: &Bound<'py, PyDict>,
+) -> PyResult<()> {
+    let f = oxgate_proto::forwarded::resolve(head.headers(), trust);
+    if f.is_empty() {
+        return Ok(());
+    }
+    if let Some((ip, port)) = f.client {
+        env.set_item(intern!(py, "REMOTE_ADDR"), ip.to_string())?;
+        match port {
+            Some(port) => env.set_item(intern!(py, "REMOTE_PORT"), port.to_string())?,
+            // The proxy's port next to the client's address would be a lie.
+            None => {
+                if env.contains(intern!(py, "REMOTE_PORT"))? {
+                    env.del_item(intern!(py, "REMOTE_PORT"))?;
+                }
+            }
+        }
+    }
+    let scheme = f.scheme.unwrap_or(if conn.https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    });
+    if let Some(s) = f.scheme {
+        env.set_item(intern!(py, "wsgi.url_scheme"), s.as_str())?;
+    }
+    if let Some(host) = &f.host {
+        env.set_item(intern!(py, "HTTP_HOST"), host)?;
+    }
+    if f.host.is_none() && f.port.is_none() && f.scheme.is_none() {
+        return Ok(());
+    }
+    // SERVER_NAME/PORT follow the host the client asked for: the proxy's
+    // word for it, else the Host header, with the scheme's default port.
+    let Some(host) = f.host.as_deref().or(head.host().filter(|h| !h.is_empty())) else {
+        return Ok(());
+    };
+    let (name, port) = split_host(host);
+    let port = match (f.port, port) {
+        (Some(p), _) => p.to_string(),
+        (None, Some(p)) => p.to_owned(),
+        (None, None) => scheme.default_port().to_owned(),
+    };
+    env.set_item(intern!(py, "SERVER_NAME"), name)?;
+    env.set_item(intern!(py, "SERVER_PORT"), port)?;
+    Ok(())
 }
 
 /// A fresh dict with the shared entries and this connection's SERVER_* and
@@ -175,6 +240,9 @@ fn connection_base<'py>(
         return template.bind(py).copy();
     }
     let env = ctx.base.bind(py).copy()?;
+    if conn.https {
+        env.set_item(intern!(py, "wsgi.url_scheme"), "https")?;
+    }
     let (name, port) = server(host, conn);
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
     env.set_item(intern!(py, "SERVER_PORT"), port)?;
@@ -243,7 +311,8 @@ fn server<'a>(host: Option<&'a str>, conn: &'a ConnInfo) -> (&'a str, &'a str) {
     match host {
         Some(host) => {
             let (name, port) = split_host(host);
-            (name, port.unwrap_or("80"))
+            let default = if conn.https { "443" } else { "80" };
+            (name, port.unwrap_or(default))
         }
         None => (conn.server_name.as_str(), conn.server_port.as_str()),
     }

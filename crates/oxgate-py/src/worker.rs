@@ -265,6 +265,10 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         max_body: (cfg.limit_request_body > 0).then_some(cfg.limit_request_body),
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout),
         request_timeout: (cfg.timeout > 0).then(|| Duration::from_secs(cfg.timeout)),
+        forwarded_allow: Arc::new(cfg.forwarded_allow_ips.clone()),
+        proxy_allow: cfg
+            .proxy_protocol
+            .then(|| Arc::new(cfg.proxy_allow_ips.clone())),
     };
     let mut shared = Shared::new(settings, Arc::new(pool), access_log);
     let beat = ctx.clone();

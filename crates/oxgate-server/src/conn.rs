@@ -16,14 +16,27 @@ use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
 use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseHead, ResponseRx};
-use crate::server::Shared;
+use crate::preamble::{proxy_header, uwsgi_packet};
+use crate::server::{Shared, Wire};
 use crate::stream::Stream;
 use crate::write::simple_response;
 /// Unread body bytes we are willing to discard to keep a connection alive.
 const DRAIN_LIMIT: u64 = 1024 * 1024;
 
-pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>) {
+pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>, wire: Wire) {
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    let before = match (wire, &shared.settings.proxy_allow) {
+        (Wire::Uwsgi, _) => uwsgi_packet(&mut stream, &mut buf, info, &shared).await,
+        (Wire::Http, Some(allow)) => {
+            proxy_header(&mut stream, &mut buf, info, allow, &shared).await
+        }
+        (Wire::Http, None) => Ok(Some(info)),
+    };
+    let info = match before {
+        Ok(Some(info)) => info,
+        Ok(None) => return,
+        Err(e) => return refuse(stream, &e).await,
+    };
     // The response buffer, kept from one response to the next.
     let mut spare = Vec::with_capacity(512);
     // One timer for every wait on a head, moved on rather than made anew:
@@ -37,14 +50,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
         let head = match read_head(&mut stream, &mut buf, &shared, first, timer.as_mut()).await {
             Ok(Some(head)) => Arc::new(head),
             Ok(None) => return,
-            Err(e) => {
-                log::debug!("refusing request: {e}");
-                let mut out = Vec::new();
-                simple_response(&mut out, e.status(), e.reason(), &[], false);
-                let _ = stream.write_all(&out).await;
-                linger_close(stream).await;
-                return;
-            }
+            Err(e) => return refuse(stream, &e).await,
         };
         first = false;
         // Only the access log wants the time (a clock read per request).
@@ -54,14 +60,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>)
         let (body, pump) = match prepared {
             Ok(Prepared::Ready(body)) => (body, None),
             Ok(Prepared::Streaming(body, pump)) => (body, Some(pump)),
-            Err(e) => {
-                log::debug!("refusing request body: {e}");
-                let mut out = Vec::new();
-                simple_response(&mut out, e.status(), e.reason(), &[], false);
-                let _ = stream.write_all(&out).await;
-                linger_close(stream).await;
-                return;
-            }
+            Err(e) => return refuse(stream, &e).await,
         };
         let enc = Encoder::new(&head, std::mem::take(&mut spare));
         let (mut exchange, responder, call) = if pump.is_none() && shared.handler.inline() {
@@ -361,6 +360,15 @@ impl Exchange {
         }
         true
     }
+}
+
+/// Answer a request we will not serve, then close.
+async fn refuse(mut stream: Stream, e: &ProtoError) {
+    log::debug!("refusing request: {e}");
+    let mut out = Vec::new();
+    simple_response(&mut out, e.status(), e.reason(), &[], false);
+    let _ = stream.write_all(&out).await;
+    linger_close(stream).await;
 }
 
 /// Close so the client can read our last response: half-close, then

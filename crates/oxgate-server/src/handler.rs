@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use oxgate_proto::RequestHead;
+use oxgate_proto::{RequestHead, TrustList};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::encode::Encoder;
@@ -27,6 +27,15 @@ pub struct ConnInfo {
     pub server_port: String,
     /// The peer's address and port as text, made once per connection.
     pub peer_text: (String, String),
+    /// Set when the peer is a trusted proxy (--forwarded-allow-ips, or a
+    /// unix socket): its Forwarded/X-Forwarded-* headers are believed, and
+    /// this list tells which hops of a chain are proxies too.
+    pub forwarded: Option<Arc<TrustList>>,
+    /// The client reached the proxy over TLS (a PROXY v2 header, or a
+    /// uwsgi packet's HTTPS variable, said so).
+    pub https: bool,
+    /// CGI variables a uwsgi proxy sent, for the environ as they came.
+    pub cgi: Vec<(String, Vec<u8>)>,
     /// What the app side keeps from one request of this connection to the
     /// next (the Python side: environ strings it can reuse).
     pub app_state: AppState,
@@ -57,17 +66,41 @@ impl std::fmt::Debug for AppState {
 }
 
 impl ConnInfo {
-    pub fn new(peer: Option<SocketAddr>, server_name: String, server_port: String) -> Self {
+    /// `trust`: --forwarded-allow-ips; a unix peer (None) is always trusted.
+    pub fn new(
+        peer: Option<SocketAddr>,
+        server_name: String,
+        server_port: String,
+        trust: &Arc<TrustList>,
+    ) -> Self {
         let peer_text = peer.map_or_else(Default::default, |p| {
             (p.ip().to_string(), p.port().to_string())
         });
+        let trusted = peer.is_none_or(|p| trust.contains(p.ip()));
         ConnInfo {
             peer,
             server_name,
             server_port,
             peer_text,
+            forwarded: trusted.then(|| trust.clone()),
+            https: false,
+            cgi: Vec::new(),
             app_state: AppState::default(),
         }
+    }
+
+    /// This connection as a PROXY protocol header describes it: `source`
+    /// (when it gave one) is the client, judged by `trust` in turn.
+    pub fn relayed(&self, source: Option<SocketAddr>, https: bool, trust: &Arc<TrustList>) -> Self {
+        let peer = source.or(self.peer);
+        let mut info = ConnInfo::new(
+            peer,
+            self.server_name.clone(),
+            self.server_port.clone(),
+            trust,
+        );
+        info.https = https;
+        info
     }
 
     /// REMOTE_ADDR and REMOTE_PORT; empty on a unix socket.

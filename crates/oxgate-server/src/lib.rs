@@ -9,6 +9,7 @@ mod encode;
 pub mod handler;
 pub mod logging;
 mod outbox;
+mod preamble;
 mod response_head;
 pub mod server;
 mod stream;
@@ -21,4 +22,4 @@ pub use handler::{
     ResponseHead, ResponseMsg, WholeBody,
 };
 pub use outbox::flush_responses;
-pub use server::{run, BindError, Listener, Settings, Shared, Stopped};
+pub use server::{run, BindError, Listener, Settings, Shared, Stopped, Wire};

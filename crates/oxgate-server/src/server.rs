@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxgate_config::Bind;
-use oxgate_proto::Limits;
+use oxgate_proto::{Limits, TrustList};
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
@@ -49,6 +49,10 @@ pub struct Settings {
     pub graceful_timeout: Duration,
     /// A response not started by then gets a 504 (--timeout); None = off.
     pub request_timeout: Option<Duration>,
+    /// --forwarded-allow-ips.
+    pub forwarded_allow: Arc<TrustList>,
+    /// --proxy-allow-from when --proxy-protocol is on.
+    pub proxy_allow: Option<Arc<TrustList>>,
 }
 
 pub struct Shared {
@@ -153,6 +157,16 @@ pub enum Listener {
     Tcp(StdTcpListener),
     /// The path, and whether the master removes the file at exit.
     Unix(StdUnixListener, PathBuf, bool),
+    /// A listener whose connections speak the uwsgi protocol.
+    Uwsgi(Box<Listener>),
+}
+
+/// What a listener's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Http,
+    /// nginx's `uwsgi_pass`: one request per connection, as a uwsgi packet.
+    Uwsgi,
 }
 
 /// Why a bind failed, with the address as the user wrote it.
@@ -181,7 +195,37 @@ impl Listener {
     pub fn unix_path(&self) -> Option<&PathBuf> {
         match self {
             Listener::Unix(_, path, true) => Some(path),
+            Listener::Uwsgi(inner) => inner.unix_path(),
             _ => None,
+        }
+    }
+
+    /// A socket handed over by descriptor (systemd, or the master we
+    /// replace) keeps no record of its protocol: it speaks uwsgi when one of
+    /// `binds` is a `uwsgi:` bind of the same address.
+    pub fn tag(self, binds: &[Bind]) -> Listener {
+        let uwsgi = binds.iter().any(|b| match b {
+            Bind::Uwsgi(inner) => self.is_at(inner),
+            _ => false,
+        });
+        if uwsgi {
+            Listener::Uwsgi(Box::new(self))
+        } else {
+            self
+        }
+    }
+
+    fn is_at(&self, bind: &Bind) -> bool {
+        match (self, bind) {
+            (Listener::Unix(_, path, _), Bind::Unix(want)) => path == want,
+            (Listener::Tcp(l), Bind::Tcp { host, port }) => {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                match (l.local_addr(), (host, *port).to_socket_addrs()) {
+                    (Ok(local), Ok(mut addrs)) => addrs.any(|a| a == local),
+                    _ => false,
+                }
+            }
+            _ => false,
         }
     }
 
@@ -224,6 +268,9 @@ impl Listener {
                     .map(Listener::Tcp)
                     .map_err(fail)
             }
+            Bind::Uwsgi(inner) => {
+                Listener::bind(inner, backlog, reuse_port).map(|l| Listener::Uwsgi(Box::new(l)))
+            }
             Bind::Unix(path) => {
                 // A socket file left by a previous run would make bind fail.
                 if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -244,6 +291,7 @@ impl Listener {
         match self {
             Listener::Tcp(l) => l.as_raw_fd(),
             Listener::Unix(l, _, _) => l.as_raw_fd(),
+            Listener::Uwsgi(inner) => inner.raw_fd(),
         }
     }
 
@@ -252,6 +300,7 @@ impl Listener {
         Ok(match self {
             Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
             Listener::Unix(l, path, owned) => Listener::Unix(l.try_clone()?, path.clone(), *owned),
+            Listener::Uwsgi(inner) => Listener::Uwsgi(Box::new(inner.try_clone()?)),
         })
     }
 
@@ -263,6 +312,10 @@ impl Listener {
                 Err(_) => "http://?".to_owned(),
             },
             Listener::Unix(_, path, _) => format!("unix:{}", path.display()),
+            Listener::Uwsgi(inner) => match inner.url().strip_prefix("http://") {
+                Some(addr) => format!("uwsgi://{addr}"),
+                None => format!("uwsgi:{}", inner.url()),
+            },
         }
     }
 }
@@ -274,6 +327,7 @@ fn describe(bind: &Bind) -> String {
         }
         Bind::Tcp { host, port } => format!("{host}:{port}"),
         Bind::Unix(path) => format!("unix:{}", path.display()),
+        Bind::Uwsgi(inner) => format!("uwsgi:{}", describe(inner)),
     }
 }
 
@@ -325,14 +379,21 @@ pub fn run(
         let mut int = signal(SignalKind::interrupt())?;
         let mut quit = signal(SignalKind::quit())?;
         for l in listeners {
+            let (l, wire) = match l {
+                Listener::Uwsgi(inner) => (*inner, Wire::Uwsgi),
+                l => (l, Wire::Http),
+            };
             match l {
                 Listener::Tcp(l) => {
                     let l = TcpListener::from_std(l)?;
-                    tokio::spawn(accept_tcp(l, shared.clone()));
+                    tokio::spawn(accept_tcp(l, wire, shared.clone()));
                 }
                 Listener::Unix(l, _, _) => {
                     let l = UnixListener::from_std(l)?;
-                    tokio::spawn(accept_unix(l, shared.clone()));
+                    tokio::spawn(accept_unix(l, wire, shared.clone()));
+                }
+                Listener::Uwsgi(_) => {
+                    return Err(io::Error::other("uwsgi: given twice on one listener"));
                 }
             }
         }
@@ -429,7 +490,7 @@ impl Drop for Active {
     }
 }
 
-async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_tcp(listener: TcpListener, wire: Wire, shared: Arc<Shared>) {
     let local = listener.local_addr().ok();
     let (name, port) = match local {
         Some(a) => (a.ip().to_string(), a.port().to_string()),
@@ -450,10 +511,16 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
         match accepted {
             Ok((sock, peer)) => {
                 let _ = sock.set_nodelay(true);
-                let info = Arc::new(ConnInfo::new(Some(peer), name.clone(), port.clone()));
+                let info = Arc::new(ConnInfo::new(
+                    Some(peer),
+                    name.clone(),
+                    port.clone(),
+                    &shared.settings.forwarded_allow,
+                ));
                 let guard = Active::new(shared.clone());
                 tokio::spawn(async move {
-                    conn::serve(Stream::tcp(sock, write_stall), info, guard.0.clone()).await;
+                    let stream = Stream::tcp(sock, write_stall);
+                    conn::serve(stream, info, guard.0.clone(), wire).await;
                     drop((guard, slot));
                 });
             }
@@ -462,8 +529,13 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
-    let info = Arc::new(ConnInfo::new(None, "localhost".to_owned(), String::new()));
+async fn accept_unix(listener: UnixListener, wire: Wire, shared: Arc<Shared>) {
+    let info = Arc::new(ConnInfo::new(
+        None,
+        "localhost".to_owned(),
+        String::new(),
+        &shared.settings.forwarded_allow,
+    ));
     let mut stop = shared.shutdown_signal();
     let write_stall = shared.settings.write_timeout;
     loop {
@@ -481,7 +553,8 @@ async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
                 let guard = Active::new(shared.clone());
                 let info = info.clone();
                 tokio::spawn(async move {
-                    conn::serve(Stream::unix(sock, write_stall), info, guard.0.clone()).await;
+                    let stream = Stream::unix(sock, write_stall);
+                    conn::serve(stream, info, guard.0.clone(), wire).await;
                     drop((guard, slot));
                 });
             }

@@ -41,6 +41,9 @@ def server_info(request):
             "query": request.GET.dict(),
             "python": sys.version.split()[0],
             "multithread": bool(meta.get("wsgi.multithread")),
+            "remote_addr": meta.get("REMOTE_ADDR", ""),
+            "secure": request.is_secure(),
+            "absolute_uri": request.build_absolute_uri("/"),
         },
         json_dumps_params={"sort_keys": True},
     )
