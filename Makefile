@@ -10,7 +10,7 @@ CARGO ?= cargo
 # The interpreters the end-to-end suite runs on: the oldest supported, 3.11 and the newest.
 PY_VERSIONS ?= 3.9 3.11 3.13
 PYTEST_ARGS ?= -q
-# Seconds each fuzz target runs in `make fuzz-smoke` (4 targets) and `make fuzz`.
+# Seconds each fuzz target runs in `make fuzz-smoke` (5 targets) and `make fuzz`.
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_SECONDS ?= 600
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
