@@ -101,9 +101,10 @@ serve-example: build ## build, install into .venv, migrate examples/django_site 
 	$(SERVE_VENV)/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
 	  $$(ls -1t $(DIST)/oxgate-*abi3*.whl | head -n1); \
 	$(SERVE_VENV)/bin/python examples/django_site/manage.py migrate --noinput; \
+	$(SERVE_VENV)/bin/python examples/django_site/manage.py collectstatic --noinput -v 0; \
 	echo "Serving examples/django_site on http://$(SERVE_BIND)/ (Ctrl-C stops)"; \
 	exec $(SERVE_VENV)/bin/oxgate --chdir examples/django_site mysite.wsgi \
-	  --bind $(SERVE_BIND) --access-logfile -
+	  --bind $(SERVE_BIND) --access-logfile - --django-static
 
 clean: ## remove build output and the test virtualenvs
 	rm -rf $(DIST) target .venv .venv-3.* .venv-bench .pytest_cache .ruff_cache bench/results

@@ -69,6 +69,8 @@ if [ "$mode" = full ]; then
   install granian granian granian
   install pyuwsgi pyuwsgi pyuwsgi
   install waitress waitress waitress
+  # bench/static_files.py: whitenoise inside an app, next to --static-map and nginx.
+  install whitenoise whitenoise whitenoise
   install bjoern bjoern bjoern
   # fastwsgi imports pkg_resources, which setuptools >= 81 no longer ships.
   install setuptools 'setuptools<81' pkg_resources

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from processes import reap
-from support import APPS_DIR, EXAMPLES_DIR, OxgateProcess, base_env
+from support import APPS_DIR, EXAMPLES_DIR, OxgateProcess, base_env, manage
 
 # Test modules import facts from the apps (e.g. the list of bad responses).
 sys.path.insert(0, str(APPS_DIR))
@@ -91,13 +90,5 @@ def django_site(tmp_path_factory) -> Path:
         site,
         ignore=shutil.ignore_patterns("db.sqlite3", "__pycache__", "staticfiles"),
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=site,
-        env=base_env(pythonpath=False),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    manage(site, "migrate", "--noinput")
     return site

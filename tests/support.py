@@ -569,3 +569,16 @@ def wait_event(path: Path, event: str, timeout: float = IO_TIMEOUT) -> list[str]
         timeout,
         f"event {event!r} in {path} (have {read_events(path)})",
     )
+
+
+def manage(site: Path, *args: str) -> None:
+    """Run the Django example's manage.py in `site` (a copy of examples/django_site)."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=site,
+        env=base_env(pythonpath=False),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -352,13 +352,6 @@ def _unread(sock: socket.socket) -> int:
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="oxgate bug: after SIGTERM the master keeps its listening socket (and the unix "
-    "socket file) open until the last worker exits, so connections made during the drain "
-    "are queued, never accepted, and reset at exit; nginx cannot retry a POST it sent",
-)
 def test_post_arriving_while_one_instance_drains_is_served_by_the_other(oxgate, nginx, socket_dir):
     sockets = [socket_dir / "a.sock", socket_dir / "b.sock"]
     draining = serve_on(oxgate, sockets[0], "counter", "--header-timeout", "3", workers=1)

@@ -43,6 +43,7 @@ from support import (
     read_events,
     run_oxgate,
     simple_request,
+    wait_until,
 )
 
 # "within a second or two" for a replacement worker; generous for a loaded CI box
@@ -423,6 +424,70 @@ def test_sigterm_lets_in_flight_requests_on_every_worker_finish_then_exits_0(mas
     assert results == ["slept", "slept"], server.stderr_text()
     assert server.wait_exit(15) == 0, server.stderr_text()
     wait_dead(workers, timeout=5)
+
+
+def test_sigterm_stops_listening_at_once_while_in_flight_requests_finish(
+    master, events_file, tmp_path
+):
+    # A proxy must see new connections refused during the drain (and try another
+    # upstream), not queued in a backlog nobody accepts from and reset at exit.
+    sock_path = tmp_path / "ox.sock"
+    server = master(
+        "crashy",
+        "--bind",
+        "127.0.0.1:0",
+        "--bind",
+        f"unix:{sock_path}",
+        "--graceful-timeout",
+        "10",
+        # The app runs on its own thread, so the worker's I/O loop hears TERM at once.
+        "--threads",
+        "2",
+    )
+    wait_ready(server, 1)
+    results: list[object] = []
+    client = threading.Thread(target=lambda: results.append(get(server, "/sleep?s=3").text))
+    client.start()
+    wait_started(events_file, "/sleep", n=1)
+    server.proc.send_signal(signal.SIGTERM)
+    server.wait_for_stderr(r"Shutting down: waiting for in-flight requests")
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    # The worker lets go of the socket just after it says it is shutting down.
+    wait_until(refused, 2.0, "new connections refused")
+    assert not sock_path.exists()
+    assert client.is_alive(), "refused only once the in-flight request ended"
+    client.join(20)
+    assert results == ["slept"], server.stderr_text()
+    assert server.wait_exit(15) == 0, server.stderr_text()
+
+
+def test_connections_queued_while_a_worker_is_busy_are_served_after_sigterm(master, events_file):
+    # One thread: a slow request holds the worker's loop, so connections made meanwhile
+    # wait in the socket's queue. A stop must serve them, not reset them at exit.
+    server = master("crashy", "--graceful-timeout", "10")
+    wait_ready(server, 1)
+    slow = threading.Thread(target=lambda: get(server, "/sleep?s=2"))
+    slow.start()
+    wait_started(events_file, "/sleep", n=1)
+    queued = [server.connect() for _ in range(3)]
+    try:
+        for conn in queued:
+            conn.send(simple_request("POST", "/", body=b"sent once"))
+        server.proc.send_signal(signal.SIGTERM)
+        for conn in queued:
+            assert conn.read_response().status == 200, server.stderr_text()
+    finally:
+        for conn in queued:
+            conn.close()
+    slow.join(20)
+    assert server.wait_exit(15) == 0, server.stderr_text()
 
 
 def test_sigterm_while_workers_are_booting_stops_master_and_workers_promptly(tracked):

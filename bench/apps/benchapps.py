@@ -79,3 +79,20 @@ def django(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
         _django = get_wsgi_application()
     return _django(environ, start_response)
+
+
+def whitenoise_static(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """hello behind whitenoise serving $OXGATE_BENCH_STATIC at /static/ (bench/static_files.py)."""
+    return _whitenoise()(environ, start_response)
+
+
+_WHITENOISE: list[Callable[..., Any]] = []
+
+
+def _whitenoise() -> Callable[..., Any]:
+    if not _WHITENOISE:
+        from whitenoise import WhiteNoise
+
+        root = os.environ["OXGATE_BENCH_STATIC"]
+        _WHITENOISE.append(WhiteNoise(hello, root=root, prefix="static/", max_age=60))
+    return _WHITENOISE[0]

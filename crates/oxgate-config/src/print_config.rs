@@ -64,6 +64,13 @@ pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
         "forwarded_allow_ips" => cfg.forwarded_allow_ips.to_string(),
         "proxy_protocol" => py_bool(cfg.proxy_protocol),
         "proxy_allow_ips" => cfg.proxy_allow_ips.to_string(),
+        "static_map" => py_list(
+            cfg.static_map
+                .iter()
+                .map(|(p, d)| format!("{}={}", if p.is_empty() { "/" } else { p }, d.display())),
+        ),
+        "django_static" => py_bool(cfg.django_static),
+        "static_max_age" => cfg.static_max_age.to_string(),
         "limit_request_line" => cfg.limit_request_line.to_string(),
         "limit_request_fields" => cfg.limit_request_fields.to_string(),
         "limit_request_field_size" => cfg.limit_request_field_size.to_string(),

@@ -82,6 +82,11 @@ pub struct Config {
     pub proxy_protocol: bool,
     /// Peers that may send a PROXY protocol header.
     pub proxy_allow_ips: TrustList,
+    /// (URL prefix without trailing slash, directory checked to exist).
+    pub static_map: Vec<(String, PathBuf)>,
+    pub django_static: bool,
+    /// Seconds.
+    pub static_max_age: u64,
     /// As configured; 0 means unlimited. Use `request_limits()` for the
     /// bounds to enforce.
     pub limit_request_line: usize,
@@ -204,6 +209,9 @@ pub fn build(
         )?,
         proxy_protocol: m.flag("proxy_protocol")?,
         proxy_allow_ips: m.trust_list("proxy_allow_ips", None, getenv)?,
+        static_map: m.static_map()?,
+        django_static: m.flag("django_static")?,
+        static_max_age: m.int("static_max_age", 60)?,
         limit_request_line: to_usize(m.int("limit_request_line", 4094)?),
         limit_request_fields: to_usize(m.int("limit_request_fields", 100)?),
         limit_request_field_size: to_usize(m.int("limit_request_field_size", 8190)?),
@@ -375,6 +383,22 @@ impl<'a> Merged<'a> {
             .iter()
             .map(|raw| value::parse_env_pair(raw).map_err(|p| found.err(p, raw)))
             .collect()
+    }
+
+    fn static_map(&self) -> Result<Vec<(String, PathBuf)>, ConfigError> {
+        let Some(found) = self.get("static_map") else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for raw in found.values {
+            let (prefix, dir) = value::parse_static_map(raw).map_err(|p| found.err(p, raw))?;
+            if !dir.is_dir() {
+                let why = format!("'{}' is not a directory", dir.display());
+                return Err(found.err(Problem::Detail(why), raw));
+            }
+            out.push((prefix, dir));
+        }
+        Ok(out)
     }
 
     fn root_path(&self, getenv: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {

@@ -10,6 +10,7 @@ pub enum Section {
     ServerSocket,
     WorkerProcesses,
     ServerMechanics,
+    StaticFiles,
     Security,
     Logging,
     Debugging,
@@ -17,11 +18,12 @@ pub enum Section {
 
 impl Section {
     /// Listing order in --help and the docs.
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 8] = [
         Section::ConfigFile,
         Section::ServerSocket,
         Section::WorkerProcesses,
         Section::ServerMechanics,
+        Section::StaticFiles,
         Section::Security,
         Section::Logging,
         Section::Debugging,
@@ -33,6 +35,7 @@ impl Section {
             Section::ServerSocket => "Server Socket",
             Section::WorkerProcesses => "Worker Processes",
             Section::ServerMechanics => "Server Mechanics",
+            Section::StaticFiles => "Static Files",
             Section::Security => "Security",
             Section::Logging => "Logging",
             Section::Debugging => "Debugging",
@@ -69,13 +72,18 @@ pub enum Kind {
     AppUri,
     /// Comma-separated IP addresses, CIDR networks or `*` (peers to trust).
     AddressList,
+    /// Repeatable `URL_PREFIX=DIRECTORY` (a static files mount).
+    StaticMap,
 }
 
 impl Kind {
     /// Given more than once in one source, values accumulate instead of the
     /// last one winning.
     pub fn repeatable(self) -> bool {
-        matches!(self, Kind::Bind | Kind::EnvPair | Kind::PathList)
+        matches!(
+            self,
+            Kind::Bind | Kind::EnvPair | Kind::PathList | Kind::StaticMap
+        )
     }
 
     /// Takes a value on the command line (everything but flags).
@@ -669,6 +677,65 @@ pub static SETTINGS: &[Setting] = &[
                protocol header.",
         doc: "Only used with --proxy-protocol. Connections over a unix socket are \
               always allowed.",
+    },
+    Setting {
+        name: "static_map",
+        section: Section::StaticFiles,
+        short: None,
+        long: Some("static-map"),
+        aliases: &[],
+        meta: "URL_PREFIX=DIR",
+        kind: Kind::StaticMap,
+        default: "[]",
+        help: "Serve the files under DIR at URL_PREFIX, without calling the \
+               application; repeat for several.",
+        doc: "For example `--static-map /static=/srv/app/staticfiles`. Files are sent \
+              with sendfile(2) by the worker's I/O loop, never taking an app \
+              thread, with a Content-Type from the extension, `ETag` and \
+              `Last-Modified` (answering `If-None-Match`/`If-Modified-Since` with \
+              304), `Range` requests (206, or 416), `HEAD`, and a `.br` or `.gz` \
+              file next to the asked one sent when `Accept-Encoding` allows it \
+              (with `Vary: Accept-Encoding`). Names with a content hash \
+              (`app.1a2b3c4d5e6f.css`) are cached for a year as immutable; others \
+              for --static-max-age. Only GET and HEAD are answered (405 \
+              otherwise). A path under the prefix that names no regular file is a \
+              404 and never reaches the app: no directory listings or index files, \
+              no hidden files (a name starting with '.', except `.well-known`), \
+              and no path that leads outside DIR, by `..`, encoded dots and \
+              slashes, or symlinks. The longest matching prefix wins.",
+    },
+    Setting {
+        name: "django_static",
+        section: Section::StaticFiles,
+        short: None,
+        long: Some("django-static"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Serve Django's STATIC_ROOT at its STATIC_URL (after \
+               `manage.py collectstatic`), as --static-map would.",
+        doc: "The Django settings are read once the application is loaded. A \
+              relative STATIC_URL (`static/`) is served under --root-path, as \
+              Django prefixes it; a STATIC_URL on another host (a CDN) is left \
+              alone with a warning. Start-up fails with one line when STATIC_ROOT \
+              is not set or is not a directory.",
+    },
+    Setting {
+        name: "static_max_age",
+        section: Section::StaticFiles,
+        short: None,
+        long: Some("static-max-age"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int {
+            min: 0,
+            max: 10 * 365 * 24 * 3600,
+        },
+        default: "60",
+        help: "Seconds browsers may cache a static file whose name has no content \
+               hash (Cache-Control: public, max-age).",
+        doc: "Hashed names are always cached for a year, as `immutable`.",
     },
     Setting {
         name: "limit_request_line",

@@ -160,6 +160,23 @@ pub(crate) fn parse_url_prefix(raw: &str) -> Result<String, Problem> {
     Ok(trimmed.trim_end_matches('/').to_string())
 }
 
+/// `URL_PREFIX=DIR`: the prefix a URL path (a trailing slash dropped, so
+/// "/" is ""), the directory not empty. Whether it exists is checked when
+/// settings are resolved.
+pub(crate) fn parse_static_map(raw: &str) -> Result<(String, std::path::PathBuf), Problem> {
+    let expected =
+        || Problem::Expected("URL_PREFIX=DIRECTORY, e.g. /static=/srv/app/static".to_string());
+    let (prefix, dir) = raw.split_once('=').ok_or_else(expected)?;
+    let (prefix, dir) = (prefix.trim(), dir.trim());
+    if !prefix.starts_with('/') || dir.is_empty() || prefix.chars().any(char::is_whitespace) {
+        return Err(expected());
+    }
+    Ok((
+        prefix.trim_end_matches('/').to_string(),
+        std::path::PathBuf::from(dir),
+    ))
+}
+
 /// Free text (gunicorn's `validate_string` trims it); empty is refused since
 /// every text setting names something (a file, a module).
 pub(crate) fn parse_text(raw: &str) -> Result<String, Problem> {
@@ -192,5 +209,6 @@ pub(crate) fn check(setting: &Setting, raw: &str) -> Result<(), Problem> {
             .map_err(Problem::Format),
         Kind::UrlPrefix => parse_url_prefix(raw).map(drop),
         Kind::AddressList => TrustList::parse(raw).map(drop).map_err(Problem::Detail),
+        Kind::StaticMap => parse_static_map(raw).map(drop),
     }
 }

@@ -156,6 +156,13 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
             .map_err(|e| Fail::boot(e.to_string()))?;
         listeners.push(l);
     }
+    let relaunch_fds: Vec<_> = listeners.iter().map(Listener::raw_fd).collect();
+    let urls: Vec<String> = listeners.iter().map(Listener::url).collect();
+    let unix_paths: Vec<_> = listeners
+        .iter()
+        .filter_map(Listener::unix_path)
+        .cloned()
+        .collect();
     let identity = identity(cfg)?;
     let preloaded = match (&cfg.preload_app, &cfg.app_uri) {
         (true, Some(uri)) => Some(crate::app::load(py, uri)?),
@@ -164,7 +171,7 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
     let mut host = crate::worker::Host {
         py,
         cfg,
-        listeners: &listeners,
+        listeners,
         identity,
         preloaded,
         hooks: hooks.clone(),
@@ -181,11 +188,10 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
         max_worker_memory: cfg.max_worker_memory.saturating_mul(1 << 20),
         daemon: cfg.daemon,
         relaunch: Relaunch {
-            fds: listeners.iter().map(Listener::raw_fd).collect(),
+            fds: relaunch_fds,
             start_dir,
         },
     };
-    let urls: Vec<String> = listeners.iter().map(Listener::url).collect();
     let (workers, threads) = (cfg.workers, cfg.threads.max(1));
     let ready_hooks = hooks.clone();
     let ready = move || {
@@ -205,11 +211,7 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
         hooks.call(py, "on_exit", &[s]);
     }
     // After an upgrade the sockets belong to the new master.
-    for path in listeners
-        .iter()
-        .filter_map(Listener::unix_path)
-        .filter(|_| !exit.handed_over)
-    {
+    for path in unix_paths.iter().filter(|_| !exit.handed_over) {
         let _ = std::fs::remove_file(path);
     }
     log::logger().flush();

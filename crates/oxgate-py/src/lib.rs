@@ -7,6 +7,7 @@ mod app;
 mod cli;
 mod config_file;
 mod conn_cache;
+mod django_static;
 mod environ;
 mod environ_cache;
 mod errors;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oxgate_config::Config;
 use oxgate_proto::Limits;
-use oxgate_server::{AccessLog, Listener, Settings, Shared, Stopped};
+use oxgate_server::{AccessLog, Listener, Settings, Shared, StaticFiles, Stopped};
 use oxgate_supervisor::{ForkHooks, WorkerContext, WorkerHost};
 use pyo3::prelude::*;
 
@@ -18,7 +18,8 @@ use crate::hooks::{self, Hooks};
 pub struct Host<'a, 'py> {
     pub py: Python<'py>,
     pub cfg: &'a Config,
-    pub listeners: &'a [Listener],
+    /// The master's listening sockets, closed when it starts to stop.
+    pub listeners: Vec<Listener>,
     pub identity: oxgate_supervisor::Identity,
     /// The app loaded in the master (--preload), shared copy-on-write.
     pub preloaded: Option<Py<PyAny>>,
@@ -106,6 +107,17 @@ impl WorkerHost for Host<'_, '_> {
         }
     }
 
+    fn stopping(&mut self, handed_over: bool) {
+        // New connections must fail at once, so a proxy tries another
+        // upstream, instead of waiting in a backlog that nobody will take
+        // from and being reset at exit. The workers drain what is queued.
+        for l in self.listeners.drain(..) {
+            if let (false, Some(path)) = (handed_over, l.unix_path()) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
     fn reopen_logs(&mut self) {
         if let Err(e) = oxgate_server::logging::reopen() {
             log::error!("cannot reopen the error log: {e}");
@@ -117,7 +129,11 @@ impl WorkerHost for Host<'_, '_> {
         if let (Some(server), Ok(worker)) = (self.server(), hooks::worker_obj(self.py, ctx.age)) {
             self.hooks.call(self.py, "post_fork", &[server, worker]);
         }
-        let code = match worker_main(self.py, self, ctx.clone()) {
+        // The worker's own: none may stay open here once it stops
+        // accepting, or the socket would keep taking connections after a
+        // stop (see `stopping`).
+        let own = std::mem::take(&mut self.listeners);
+        let code = match worker_main(self.py, self, own, ctx.clone()) {
             Ok(code) => code,
             Err(fail) => {
                 // The master decides whether this is fatal and says it once.
@@ -193,19 +209,17 @@ fn steady_malloc() {
     }
 }
 
-fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> Result<i32, Fail> {
-    let (cfg, listeners, identity) = (host.cfg, host.listeners, host.identity);
+fn worker_main(
+    py: Python<'_>,
+    host: &Host<'_, '_>,
+    own: Vec<Listener>,
+    ctx: Arc<WorkerContext>,
+) -> Result<i32, Fail> {
+    let (cfg, identity) = (host.cfg, host.identity);
     log::info!("Booting worker with pid: {}", std::process::id());
     steady_malloc();
     if let Err(e) = arm_stack_dump(py, &cfg.errorlog) {
         log::warn!("stack dumps on timeout are unavailable: {e}");
-    }
-    let mut own = Vec::with_capacity(listeners.len());
-    for l in listeners {
-        own.push(
-            l.try_clone()
-                .map_err(|e| Fail::boot(format!("cannot use the listening socket: {e}")))?,
-        );
     }
     let access_log = match &cfg.accesslog {
         Some(target) => Some(
@@ -230,6 +244,7 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
     if let Ok(worker) = hooks::worker_obj(py, ctx.age) {
         host.hooks.call(py, "post_worker_init", &[worker]);
     }
+    let statics = static_files(py, cfg)?;
     let script_name = cfg.root_path.trim_end_matches('/').to_owned();
     let threads = cfg.threads.max(1);
     let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)
@@ -269,6 +284,7 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         proxy_allow: cfg
             .proxy_protocol
             .then(|| Arc::new(cfg.proxy_allow_ips.clone())),
+        statics,
     };
     let mut shared = Shared::new(settings, Arc::new(pool), access_log);
     let beat = ctx.clone();
@@ -322,4 +338,19 @@ impl ForkHooks for PyFork {
         // SAFETY: in the child right after fork(2), GIL held by this thread.
         unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
     }
+}
+
+/// The worker's static mounts: --static-map, and --django-static once the
+/// app has set Django up.
+fn static_files(py: Python<'_>, cfg: &Config) -> Result<Option<Arc<StaticFiles>>, Fail> {
+    let mut mounts = cfg.static_map.clone();
+    if cfg.django_static {
+        mounts.extend(crate::django_static::mount(py, &cfg.root_path)?);
+    }
+    if mounts.is_empty() {
+        return Ok(None);
+    }
+    let files = StaticFiles::new(&mounts, cfg.static_max_age)
+        .map_err(|e| Fail::boot(format!("cannot serve static files: {e}")))?;
+    Ok(Some(Arc::new(files)))
 }

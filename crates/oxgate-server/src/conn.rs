@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use oxgate_proto::{parse_head, Parsed, ProtoError, RequestHead};
+use oxgate_proto::{parse_head, BodyFraming, Parsed, ProtoError, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, Sleep};
 
@@ -55,76 +55,97 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
         first = false;
         // Only the access log wants the time (a clock read per request).
         let started = shared.access_log.as_ref().map(|_| Instant::now());
-        let settings = &shared.settings;
-        let prepared = prepare(&mut stream, &mut buf, &head, settings).await;
-        let (body, pump) = match prepared {
-            Ok(Prepared::Ready(body)) => (body, None),
-            Ok(Prepared::Streaming(body, pump)) => (body, Some(pump)),
-            Err(e) => return refuse(stream, &e).await,
-        };
-        let enc = Encoder::new(&head, std::mem::take(&mut spare));
-        let (mut exchange, responder, call) = if pump.is_none() && shared.handler.inline() {
-            // The app runs here and now, on this thread: no hand-off. The
-            // encoder comes back into the exchange when the call ends.
-            let (responder, call) = Responder::inline(
-                last_call.take(),
-                enc,
-                stream.raw_fd(),
-                settings.write_timeout,
-                settings.response_buffer,
-            );
-            (
-                Exchange::new(Encoder::new(&head, Vec::new())),
-                responder,
-                Some(call),
-            )
-        } else {
-            (Exchange::new(enc), Responder::unset(), None)
-        };
-        let req = Request {
-            head: head.clone(),
-            body,
-            conn: info.clone(),
-            responder,
-        };
-        let queued = match call {
-            Some(call) => match shared.handler.call_inline(req) {
-                Ok(()) => Err(call),
-                Err(back) => Ok(*back),
-            },
-            None => Ok(req),
-        };
-        let ok = match queued {
-            Err(call) => {
-                let ok = exchange.finish_inline(&call, &mut stream, &shared).await;
-                last_call = Some(call);
-                ok
-            }
-            Ok(mut req) => {
-                let (responder, rx) =
-                    Responder::channel(settings.response_buffer, shared.outbox.clone());
-                req.responder = responder;
-                if shared.handler.call(req).is_err() {
-                    // Counted, and logged once a second by the worker: a line per
-                    // refusal would be a log storm exactly when the worker is busiest.
-                    shared.refused.fetch_add(1, Ordering::Relaxed);
-                    let mut out = Vec::new();
-                    simple_response(
-                        &mut out,
-                        503,
-                        "Service Unavailable",
-                        &[("Retry-After", "1")],
-                        false,
-                    );
-                    let _ = stream.write_all(&out).await;
-                    linger_close(stream).await;
-                    return;
+        let routed = shared
+            .settings
+            .statics
+            .as_deref()
+            .and_then(|files| Some((files, files.route(head.path())?)));
+        let (mut exchange, ok) = match routed {
+            Some((files, route)) => {
+                // Answered here, never reaching the app.
+                let mut enc = Encoder::new(&head, std::mem::take(&mut spare));
+                files.respond(route, &head, &mut enc);
+                if head.framing != BodyFraming::None {
+                    // A body nobody reads: close rather than drain it.
+                    enc.keep_alive = false;
                 }
-                shared.queued.notify_one();
-                shared.outbox.sent();
-                let ok = exchange.run(&mut stream, &mut buf, rx, pump, &shared).await;
-                shared.outbox.answered();
-                ok
+                let ok = enc.write(&mut stream).await.is_ok();
+                (Exchange::new(enc), ok)
+            }
+            None => {
+                let settings = &shared.settings;
+                let prepared = prepare(&mut stream, &mut buf, &head, settings).await;
+                let (body, pump) = match prepared {
+                    Ok(Prepared::Ready(body)) => (body, None),
+                    Ok(Prepared::Streaming(body, pump)) => (body, Some(pump)),
+                    Err(e) => return refuse(stream, &e).await,
+                };
+                let enc = Encoder::new(&head, std::mem::take(&mut spare));
+                let (mut exchange, responder, call) = if pump.is_none() && shared.handler.inline() {
+                    // The app runs here and now, on this thread: no hand-off. The
+                    // encoder comes back into the exchange when the call ends.
+                    let (responder, call) = Responder::inline(
+                        last_call.take(),
+                        enc,
+                        stream.raw_fd(),
+                        settings.write_timeout,
+                        settings.response_buffer,
+                    );
+                    (
+                        Exchange::new(Encoder::new(&head, Vec::new())),
+                        responder,
+                        Some(call),
+                    )
+                } else {
+                    (Exchange::new(enc), Responder::unset(), None)
+                };
+                let req = Request {
+                    head: head.clone(),
+                    body,
+                    conn: info.clone(),
+                    responder,
+                };
+                let queued = match call {
+                    Some(call) => match shared.handler.call_inline(req) {
+                        Ok(()) => Err(call),
+                        Err(back) => Ok(*back),
+                    },
+                    None => Ok(req),
+                };
+                let ok = match queued {
+                    Err(call) => {
+                        let ok = exchange.finish_inline(&call, &mut stream, &shared).await;
+                        last_call = Some(call);
+                        ok
+                    }
+                    Ok(mut req) => {
+                        let (responder, rx) =
+                            Responder::channel(settings.response_buffer, shared.outbox.clone());
+                        req.responder = responder;
+                        if shared.handler.call(req).is_err() {
+                            // Counted, and logged once a second by the worker: a line per
+                            // refusal would be a log storm exactly when the worker is busiest.
+                            shared.refused.fetch_add(1, Ordering::Relaxed);
+                            let mut out = Vec::new();
+                            simple_response(
+                                &mut out,
+                                503,
+                                "Service Unavailable",
+                                &[("Retry-After", "1")],
+                                false,
+                            );
+                            let _ = stream.write_all(&out).await;
+                            linger_close(stream).await;
+                            return;
+                        }
+                        shared.queued.notify_one();
+                        shared.outbox.sent();
+                        let ok = exchange.run(&mut stream, &mut buf, rx, pump, &shared).await;
+                        shared.outbox.answered();
+                        ok
+                    }
+                };
+                (exchange, ok)
             }
         };
         if exchange.timed_out {

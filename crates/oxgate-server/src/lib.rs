@@ -12,6 +12,7 @@ mod outbox;
 mod preamble;
 mod response_head;
 pub mod server;
+mod static_files;
 mod stream;
 mod sync_io;
 mod write;
@@ -23,3 +24,4 @@ pub use handler::{
 };
 pub use outbox::flush_responses;
 pub use server::{run, BindError, Listener, Settings, Shared, Stopped, Wire};
+pub use static_files::StaticFiles;

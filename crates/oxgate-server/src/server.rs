@@ -21,6 +21,7 @@ use crate::access_log::AccessLog;
 use crate::conn;
 use crate::handler::{ConnInfo, Handler};
 use crate::outbox::Outbox;
+use crate::static_files::StaticFiles;
 use crate::stream::Stream;
 
 /// Connection-level settings.
@@ -53,6 +54,8 @@ pub struct Settings {
     pub forwarded_allow: Arc<TrustList>,
     /// --proxy-allow-from when --proxy-protocol is on.
     pub proxy_allow: Option<Arc<TrustList>>,
+    /// --static-map and --django-static mounts, if any.
+    pub statics: Option<Arc<StaticFiles>>,
 }
 
 pub struct Shared {
@@ -63,6 +66,8 @@ pub struct Shared {
     pub tick: Option<Box<dyn Fn() + Send + Sync>>,
     shutdown: watch::Sender<bool>,
     active: AtomicUsize,
+    /// Accept loops still running (see `Listening`).
+    listening: AtomicUsize,
     idle: Notify,
     /// One permit per connection slot (--worker-connections).
     slots: Arc<Semaphore>,
@@ -99,6 +104,7 @@ impl Shared {
             tick: None,
             shutdown: watch::channel(false).0,
             active: AtomicUsize::new(0),
+            listening: AtomicUsize::new(0),
             idle: Notify::new(),
         }
     }
@@ -128,6 +134,11 @@ impl Shared {
     }
 
     /// Wait for a free connection slot; `None` once stopping.
+    /// Connections open, or accept loops still draining their queue.
+    fn busy(&self) -> bool {
+        self.active.load(Ordering::SeqCst) > 0 || self.listening.load(Ordering::SeqCst) > 0
+    }
+
     async fn slot(&self, stop: &mut watch::Receiver<bool>) -> Option<OwnedSemaphorePermit> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
             return Some(p);
@@ -295,15 +306,6 @@ impl Listener {
         }
     }
 
-    /// Another handle on the same socket (a worker's own copy).
-    pub fn try_clone(&self) -> io::Result<Listener> {
-        Ok(match self {
-            Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
-            Listener::Unix(l, path, owned) => Listener::Unix(l.try_clone()?, path.clone(), *owned),
-            Listener::Uwsgi(inner) => Listener::Uwsgi(Box::new(inner.try_clone()?)),
-        })
-    }
-
     /// "http://127.0.0.1:8000" or "unix:/path", for the Listening line.
     pub fn url(&self) -> String {
         match self {
@@ -445,9 +447,9 @@ pub fn run(
         if how == Stopped::Graceful {
             log::info!("Shutting down: waiting for in-flight requests");
             let drained = tokio::time::timeout(shared.settings.graceful_timeout, async {
-                while shared.active.load(Ordering::SeqCst) > 0 {
+                while shared.busy() {
                     let wait = shared.idle.notified();
-                    if shared.active.load(Ordering::SeqCst) == 0 {
+                    if !shared.busy() {
                         break;
                     }
                     wait.await;
@@ -472,22 +474,51 @@ pub fn run(
     Ok(stopped)
 }
 
-/// Counts a connection as active for its whole life.
-struct Active(Arc<Shared>);
+/// One count of `active` (a connection) or of `listening` (an accept
+/// loop until it has served its socket's queue), held for a whole life: a
+/// graceful stop waits until both are zero.
+struct Counted {
+    shared: Arc<Shared>,
+    which: fn(&Shared) -> &AtomicUsize,
+}
 
-impl Active {
-    fn new(shared: Arc<Shared>) -> Self {
-        shared.active.fetch_add(1, Ordering::SeqCst);
-        Active(shared)
+impl Counted {
+    fn new(shared: Arc<Shared>, which: fn(&Shared) -> &AtomicUsize) -> Self {
+        which(&shared).fetch_add(1, Ordering::SeqCst);
+        Counted { shared, which }
+    }
+
+    fn connection(shared: Arc<Shared>) -> Self {
+        Counted::new(shared, |s| &s.active)
+    }
+
+    fn accept_loop(shared: Arc<Shared>) -> Self {
+        Counted::new(shared, |s| &s.listening)
     }
 }
 
-impl Drop for Active {
+impl Drop for Counted {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
+        if (self.which)(&self.shared).fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.shared.idle.notify_waiters();
         }
     }
+}
+
+/// Serve one accepted connection on a task of its own; `slot`: its
+/// --worker-connections permit (none for the queue served while stopping).
+fn spawn_conn(
+    stream: Stream,
+    info: Arc<ConnInfo>,
+    wire: Wire,
+    shared: &Arc<Shared>,
+    slot: Option<OwnedSemaphorePermit>,
+) {
+    let guard = Counted::connection(shared.clone());
+    tokio::spawn(async move {
+        conn::serve(stream, info, guard.shared.clone(), wire).await;
+        drop((guard, slot));
+    });
 }
 
 async fn accept_tcp(listener: TcpListener, wire: Wire, shared: Arc<Shared>) {
@@ -498,34 +529,32 @@ async fn accept_tcp(listener: TcpListener, wire: Wire, shared: Arc<Shared>) {
     };
     let mut stop = shared.shutdown_signal();
     let write_stall = shared.settings.write_timeout;
+    let _listening = Counted::accept_loop(shared.clone());
+    let serve = |sock: tokio::net::TcpStream, peer, slot| {
+        let _ = sock.set_nodelay(true);
+        let trust = &shared.settings.forwarded_allow;
+        let info = Arc::new(ConnInfo::new(Some(peer), name.clone(), port.clone(), trust));
+        spawn_conn(Stream::tcp(sock, write_stall), info, wire, &shared, slot);
+    };
     loop {
         let Some(slot) = shared.slot(&mut stop).await else {
-            return;
+            break;
         };
-        // Once stopping, accept nothing more: the others take the queue.
         let accepted = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((sock, peer)) => {
-                let _ = sock.set_nodelay(true);
-                let info = Arc::new(ConnInfo::new(
-                    Some(peer),
-                    name.clone(),
-                    port.clone(),
-                    &shared.settings.forwarded_allow,
-                ));
-                let guard = Active::new(shared.clone());
-                tokio::spawn(async move {
-                    let stream = Stream::tcp(sock, write_stall);
-                    conn::serve(stream, info, guard.0.clone(), wire).await;
-                    drop((guard, slot));
-                });
-            }
+            Ok((sock, peer)) => serve(sock, peer, Some(slot)),
             Err(e) => accept_failed(e).await,
         }
+    }
+    // Stopping: the master has closed its copy of the socket, so nothing
+    // new arrives once every worker has let go of it; what is queued
+    // already would be reset at our exit, so it is served first.
+    while let Some(Ok((sock, peer))) = accept_now(|cx| listener.poll_accept(cx)).await {
+        serve(sock, peer, None);
     }
 }
 
@@ -538,29 +567,40 @@ async fn accept_unix(listener: UnixListener, wire: Wire, shared: Arc<Shared>) {
     ));
     let mut stop = shared.shutdown_signal();
     let write_stall = shared.settings.write_timeout;
+    let _listening = Counted::accept_loop(shared.clone());
     loop {
         let Some(slot) = shared.slot(&mut stop).await else {
-            return;
+            break;
         };
-        // Once stopping, accept nothing more: the others take the queue.
         let accepted = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
             r = listener.accept() => r,
         };
         match accepted {
             Ok((sock, _)) => {
-                let guard = Active::new(shared.clone());
-                let info = info.clone();
-                tokio::spawn(async move {
-                    let stream = Stream::unix(sock, write_stall);
-                    conn::serve(stream, info, guard.0.clone(), wire).await;
-                    drop((guard, slot));
-                });
+                let stream = Stream::unix(sock, write_stall);
+                spawn_conn(stream, info.clone(), wire, &shared, Some(slot));
             }
             Err(e) => accept_failed(e).await,
         }
     }
+    // As for TCP: serve what is queued before letting go of the socket.
+    while let Some(Ok((sock, _))) = accept_now(|cx| listener.poll_accept(cx)).await {
+        let stream = Stream::unix(sock, write_stall);
+        spawn_conn(stream, info.clone(), wire, &shared, None);
+    }
+}
+
+/// One accept that does not wait: `None` when nothing is queued.
+async fn accept_now<T>(
+    mut poll: impl FnMut(&mut std::task::Context<'_>) -> std::task::Poll<io::Result<T>>,
+) -> Option<io::Result<T>> {
+    std::future::poll_fn(|cx| match poll(cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// Out of descriptors or memory: say so and back off instead of spinning.

@@ -28,6 +28,10 @@ pub trait WorkerHost: ForkHooks {
     fn nworkers_changed(&mut self, _new: usize, _old: usize) {}
     /// In the master on SIGHUP (on_reload).
     fn reloading(&mut self) {}
+    /// In the master when it starts to stop (TERM, INT, QUIT), before the
+    /// workers are told: stop listening. `handed_over`: a new master
+    /// (USR2) has the sockets now, and their files are its own.
+    fn stopping(&mut self, _handed_over: bool) {}
     /// In the child about to exec a new master on SIGUSR2 (pre_exec).
     fn pre_exec(&mut self) {}
     /// In the child: run the worker to its end and return its exit code.

@@ -330,6 +330,9 @@ impl Master<'_> {
         }
         log::info!("Handling signal: {}", if fast { "int" } else { "term" });
         systemd::notify("STOPPING=1");
+        if self.phase == Phase::Running {
+            self.host.stopping(self.new_master.is_some());
+        }
         self.phase = phase;
         for (&pid, w) in &mut self.workers {
             w.stopping.get_or_insert(now);

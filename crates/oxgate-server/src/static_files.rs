@@ -1,0 +1,248 @@
+//! Static files (--static-map, --django-static), answered by the I/O loop
+//! without the app: which file, conditional requests, ranges and
+//! precompressed variants, with the body sent by sendfile(2). The rules on
+//! paths, ranges, tags and types are oxgate-proto's; this module adds the
+//! file system: where symlinks lead, and what the file is.
+
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use oxgate_proto::byte_range::{self, Range};
+use oxgate_proto::static_path::{self, Lookup};
+use oxgate_proto::{media_type, validators, RequestHead};
+
+use crate::encode::Encoder;
+use crate::handler::{ResponseHead, ResponseMsg};
+
+/// A year, for names that carry a content hash (RFC 9111 section 5.2.2.1
+/// advises no more).
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The mounts of a worker, longest prefix first.
+#[derive(Debug)]
+pub struct StaticFiles {
+    mounts: Vec<Mount>,
+    /// Cache-Control for names without a hash.
+    cache_control: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Mount {
+    /// Without a trailing slash ("" for "/").
+    prefix: String,
+    /// Canonical: every file served must resolve to a path under it.
+    root: PathBuf,
+}
+
+/// A request path under a mount.
+pub(crate) struct Route<'a> {
+    mount: &'a Mount,
+    lookup: Lookup,
+}
+
+impl StaticFiles {
+    /// `mounts`: (URL prefix without trailing slash, directory).
+    pub fn new(mounts: &[(String, PathBuf)], max_age: u64) -> io::Result<StaticFiles> {
+        let mut out = Vec::with_capacity(mounts.len());
+        for (prefix, dir) in mounts {
+            let root = std::fs::canonicalize(dir).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("static directory '{}': {e}", dir.display()),
+                )
+            })?;
+            out.push(Mount {
+                prefix: prefix.clone(),
+                root,
+            });
+        }
+        out.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
+        Ok(StaticFiles {
+            mounts: out,
+            cache_control: format!("public, max-age={max_age}"),
+        })
+    }
+
+    /// The mount `path` is under, if any (the longest prefix wins).
+    pub(crate) fn route(&self, path: &str) -> Option<Route<'_>> {
+        self.mounts
+            .iter()
+            .find_map(|mount| match static_path::lookup(&mount.prefix, path) {
+                Lookup::Elsewhere => None,
+                lookup => Some(Route { mount, lookup }),
+            })
+    }
+
+    /// Encode the whole answer to `head` into `enc`.
+    pub(crate) fn respond(&self, route: Route<'_>, head: &RequestHead, enc: &mut Encoder) {
+        let method = head.method();
+        if method != "GET" && method != "HEAD" {
+            let mut resp = ResponseHead::new(405, "405 Method Not Allowed");
+            resp.push_header("Allow", "GET, HEAD");
+            return small(enc, resp, b"Method Not Allowed\n");
+        }
+        let Lookup::File(segments) = route.lookup else {
+            return not_found(enc);
+        };
+        let mut path = route.mount.root.clone();
+        for s in &segments {
+            path.push(OsStr::from_bytes(s));
+        }
+        let Some((file, meta)) = open_under(&path, &route.mount.root) else {
+            return not_found(enc);
+        };
+        let name = segments.last().map_or(&[][..], Vec::as_slice);
+        self.file(head, name, &path, &route.mount.root, file, &meta, enc);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn file(
+        &self,
+        head: &RequestHead,
+        name: &[u8],
+        path: &Path,
+        root: &Path,
+        file: File,
+        meta: &Metadata,
+        enc: &mut Encoder,
+    ) {
+        let ranged = head.header("range").is_some();
+        // Precompressed siblings: preferred when the client takes them, and
+        // a Vary either way, so caches keep the codings apart.
+        let accept = head.header("accept-encoding").unwrap_or_default();
+        let mut vary = false;
+        let mut chosen = None;
+        for (coding, suffix) in [("br", ".br"), ("gzip", ".gz")] {
+            let mut sibling = path.as_os_str().to_owned();
+            sibling.push(suffix);
+            let Some(variant) = open_under(Path::new(&sibling), root) else {
+                continue;
+            };
+            vary = true;
+            if chosen.is_none() && !ranged && validators::accepts(accept, coding) {
+                chosen = Some((coding, variant));
+            }
+        }
+        let (coding, (file, meta)) = match chosen {
+            Some((coding, variant)) => (Some(coding), variant),
+            None => (None, (file, meta.clone())),
+        };
+        let size = meta.len();
+        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+        let since_epoch = mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let tag = validators::etag(size, since_epoch.as_nanos(), coding);
+        let last_modified = httpdate::fmt_http_date(mtime);
+        let cache = if media_type::is_hashed(name) {
+            IMMUTABLE
+        } else {
+            self.cache_control.as_str()
+        };
+        let headers = |status: u16, line: &str| {
+            let mut h = ResponseHead::new(status, line);
+            h.push_header("ETag", &tag);
+            h.push_header("Last-Modified", &last_modified);
+            h.push_header("Cache-Control", cache);
+            if vary {
+                h.push_header("Vary", "Accept-Encoding");
+            }
+            h
+        };
+        if not_modified(head, &tag, since_epoch.as_secs()) {
+            let resp = headers(304, "304 Not Modified");
+            enc.push(ResponseMsg::Head(resp));
+            return enc.push(ResponseMsg::End);
+        }
+        let range = match head.header("range") {
+            Some(r) if range_applies(head, &tag, since_epoch.as_secs()) => {
+                byte_range::parse(r, size)
+            }
+            _ => Range::Full,
+        };
+        let (mut resp, offset, len) = match range {
+            Range::Full => (headers(200, "200 OK"), 0, size),
+            Range::Part { start, end } => {
+                let mut h = headers(206, "206 Partial Content");
+                h.push_header("Content-Range", &format!("bytes {start}-{end}/{size}"));
+                (h, start, end - start + 1)
+            }
+            Range::Unsatisfiable => {
+                let mut h = ResponseHead::new(416, "416 Range Not Satisfiable");
+                h.push_header("Content-Range", &format!("bytes */{size}"));
+                return small(enc, h, b"Range Not Satisfiable\n");
+            }
+        };
+        resp.push_header("Content-Type", media_type::content_type(name));
+        if let Some(coding) = coding {
+            resp.push_header("Content-Encoding", coding);
+        }
+        resp.push_header("Accept-Ranges", "bytes");
+        resp.push_header("X-Content-Type-Options", "nosniff");
+        resp.content_length = Some(len);
+        enc.push(ResponseMsg::Head(resp));
+        if len > 0 {
+            enc.push(ResponseMsg::File { file, offset, len });
+        }
+        enc.push(ResponseMsg::End);
+    }
+}
+
+/// Open `path` if it is a regular file that resolves (symlinks followed)
+/// to a place under `root`.
+fn open_under(path: &Path, root: &Path) -> Option<(File, Metadata)> {
+    let real = std::fs::canonicalize(path).ok()?;
+    if !real.starts_with(root) {
+        return None;
+    }
+    let file = File::open(&real).ok()?;
+    let meta = file.metadata().ok()?;
+    meta.is_file().then_some((file, meta))
+}
+
+/// RFC 9110 section 13.2.2: If-None-Match decides when present; else
+/// If-Modified-Since (seconds: HTTP dates have no finer unit).
+fn not_modified(head: &RequestHead, tag: &str, mtime: u64) -> bool {
+    if let Some(inm) = head.header("if-none-match") {
+        return validators::none_match(inm, tag);
+    }
+    match head.header("if-modified-since").and_then(http_date) {
+        Some(since) => mtime <= since,
+        None => false,
+    }
+}
+
+/// If-Range (RFC 9110 section 13.1.5): the range only if the file is
+/// still the one the client has part of.
+fn range_applies(head: &RequestHead, tag: &str, mtime: u64) -> bool {
+    let Some(cond) = head.header("if-range") else {
+        return head.method() == "GET";
+    };
+    let Ok(cond) = std::str::from_utf8(cond) else {
+        return false;
+    };
+    let cond = cond.trim();
+    if cond.starts_with('"') || cond.starts_with("W/") {
+        return validators::if_range_tag_matches(cond, tag);
+    }
+    http_date(cond.as_bytes()) == Some(mtime)
+}
+
+/// Seconds since the epoch of an HTTP-date.
+fn http_date(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?;
+    let t: SystemTime = httpdate::parse_http_date(text.trim()).ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs())
+}
+
+fn not_found(enc: &mut Encoder) {
+    small(enc, ResponseHead::new(404, "404 Not Found"), b"Not Found\n");
+}
+
+fn small(enc: &mut Encoder, mut head: ResponseHead, body: &'static [u8]) {
+    head.push_header("Content-Type", "text/plain; charset=utf-8");
+    enc.push(ResponseMsg::Whole(head, Bytes::from_static(body)));
+}
