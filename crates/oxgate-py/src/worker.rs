@@ -209,8 +209,12 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
     }
     let access_log = match &cfg.accesslog {
         Some(target) => Some(
-            AccessLog::open(target, cfg.access_log_format.clone())
-                .map_err(|e| Fail::boot(format!("cannot open access log '{target}': {e}")))?,
+            AccessLog::open(
+                target,
+                cfg.access_log_format.clone(),
+                cfg.access_log_skip.clone(),
+            )
+            .map_err(|e| Fail::boot(format!("cannot open access log '{target}': {e}")))?,
         ),
         None => None,
     };
@@ -269,6 +273,7 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
         proxy_allow: cfg
             .proxy_protocol
             .then(|| Arc::new(cfg.proxy_allow_ips.clone())),
+        request_id: cfg.request_id,
     };
     let mut shared = Shared::new(settings, Arc::new(pool), access_log);
     let beat = ctx.clone();

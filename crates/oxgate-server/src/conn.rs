@@ -15,7 +15,7 @@ use tokio::time::{timeout, Sleep};
 use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
-use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseHead, ResponseRx};
+use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
 use crate::preamble::{proxy_header, uwsgi_packet};
 use crate::server::{Shared, Wire};
 use crate::stream::Stream;
@@ -53,8 +53,14 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             Err(e) => return refuse(stream, &e).await,
         };
         first = false;
-        // Only the access log wants the time (a clock read per request).
-        let started = shared.access_log.as_ref().map(|_| Instant::now());
+        // Only the access log wants the time (a clock read per request),
+        // and not for a path it skips.
+        let started = shared
+            .access_log
+            .as_ref()
+            .filter(|log| log.wants(head.path()))
+            .map(|_| Instant::now());
+        let request_id = shared.ids.as_ref().map(|ids| ids.for_request(&head));
         let settings = &shared.settings;
         let prepared = prepare(&mut stream, &mut buf, &head, settings).await;
         let (body, pump) = match prepared {
@@ -62,7 +68,8 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             Ok(Prepared::Streaming(body, pump)) => (body, Some(pump)),
             Err(e) => return refuse(stream, &e).await,
         };
-        let enc = Encoder::new(&head, std::mem::take(&mut spare));
+        let mut enc = Encoder::new(&head, std::mem::take(&mut spare));
+        enc.request_id = request_id.as_ref().map(|id| id.text.clone());
         let (mut exchange, responder, call) = if pump.is_none() && shared.handler.inline() {
             // The app runs here and now, on this thread: no hand-off. The
             // encoder comes back into the exchange when the call ends.
@@ -86,6 +93,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             body,
             conn: info.clone(),
             responder,
+            request_id: request_id.clone(),
         };
         let queued = match call {
             Some(call) => match shared.handler.call_inline(req) {
@@ -138,14 +146,14 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
         spare = exchange.enc.take_buffer();
         let enc = &exchange.enc;
         if let (Some(log), Some(started)) = (&shared.access_log, started) {
-            let headers = enc.resp_head.as_ref().map(ResponseHead::header_pairs);
             log.write(&AccessEntry {
                 head: &head,
                 conn: &info,
                 status: enc.status,
-                headers: headers.as_deref().unwrap_or_default(),
+                resp_head: enc.resp_head.as_ref(),
                 body_bytes: enc.body_sent,
                 started,
+                request_id: request_id.as_ref().map(|id| &*id.text),
             });
         }
         if !ok {

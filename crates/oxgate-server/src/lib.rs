@@ -10,6 +10,7 @@ pub mod handler;
 pub mod logging;
 mod outbox;
 mod preamble;
+pub mod request_id;
 mod response_head;
 pub mod server;
 mod stream;
@@ -22,4 +23,5 @@ pub use handler::{
     ResponseHead, ResponseMsg, WholeBody,
 };
 pub use outbox::flush_responses;
+pub use request_id::{RequestId, RequestIds};
 pub use server::{run, BindError, Listener, Settings, Shared, Stopped, Wire};
