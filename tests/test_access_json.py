@@ -47,7 +47,7 @@ def request(server, path: str, *headers: bytes, method: str = "GET", body: bytes
 
 def log_entry(server, path: str) -> tuple[dict, str]:
     """The parsed JSON line logged for `path` (and the raw line)."""
-    m = server.wait_for_stdout(r'^\{.*"path":"%s".*\}$' % re.escape(path))
+    m = server.wait_for_stdout(r'^\{.*"path":"' + re.escape(path) + r'".*\}$')
     return json.loads(m.group(0)), m.group(0)
 
 

@@ -361,17 +361,28 @@ fn push_time(out: &mut String, t: &DateTime<FixedOffset>) {
 /// Referer and User-Agent come from the WSGI environ in gunicorn, where
 /// repeated headers are joined with ','; do the same.
 fn push_joined_header(out: &mut String, headers: &[(&str, &[u8])], name: &str) {
+    if !push_joined(out, headers, name, escape_bytes) {
+        out.push('-');
+    }
+}
+
+/// Every `name` header's value, escaped by `escape` and joined with ',';
+/// false when there is none.
+pub(crate) fn push_joined(
+    out: &mut String,
+    headers: &[(&str, &[u8])],
+    name: &str,
+    escape: fn(&mut String, &[u8]),
+) -> bool {
     let mut found = false;
     for (_, value) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
         if found {
             out.push(',');
         }
         found = true;
-        escape_bytes(out, value);
+        escape(out, value);
     }
-    if !found {
-        out.push('-');
-    }
+    found
 }
 
 fn push_str_or_dash(out: &mut String, value: &str) {

@@ -6,24 +6,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 
-use crate::access_format::AccessRecord;
-
-/// The keys, in the order they are written (for the docs and tests).
-pub const JSON_KEYS: [&str; 13] = [
-    "time",
-    "remote_addr",
-    "method",
-    "path",
-    "query",
-    "protocol",
-    "status",
-    "bytes",
-    "duration_ms",
-    "user_agent",
-    "referer",
-    "request_id",
-    "pid",
-];
+use crate::access_format::{push_joined, AccessRecord};
 
 /// Append the object for `rec` (without newline) to `out`.
 pub(crate) fn render(rec: &AccessRecord<'_>, out: &mut String) {
@@ -89,25 +72,18 @@ fn push_rfc3339(out: &mut String, t: &DateTime<FixedOffset>) {
 /// A request header as a JSON string: repeated fields joined with ',' (as
 /// the `%(a)s`/`%(f)s` atoms show them), `null` when absent.
 fn push_header(out: &mut String, headers: &[(&str, &[u8])], name: &str) {
-    let mut found = false;
-    for (_, value) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
-        if found {
-            out.push(',');
-        } else {
-            out.push('"');
-            found = true;
-        }
-        escape_bytes(out, value);
-    }
-    if found {
+    let start = out.len();
+    out.push('"');
+    if push_joined(out, headers, name, escape_bytes) {
         out.push('"');
     } else {
+        out.truncate(start);
         out.push_str("null");
     }
 }
 
 /// `value` as a quoted JSON string.
-pub(crate) fn push_string(out: &mut String, value: &str) {
+fn push_string(out: &mut String, value: &str) {
     out.push('"');
     escape_str(out, value);
     out.push('"');
@@ -117,7 +93,7 @@ pub(crate) fn push_string(out: &mut String, value: &str) {
 /// characters as their short escape or `\u00XX`, and everything past `~`
 /// (DEL, C1 controls a terminal would act on, non-ASCII) as `\uXXXX`, with
 /// a surrogate pair above U+FFFF.
-pub(crate) fn escape_str(out: &mut String, value: &str) {
+fn escape_str(out: &mut String, value: &str) {
     for c in value.chars() {
         let code = u32::from(c);
         if code >= 0x7f {
@@ -134,7 +110,7 @@ pub(crate) fn escape_str(out: &mut String, value: &str) {
 /// Header bytes, read as latin-1 as WSGI reads them (PEP 3333, "Unicode
 /// Issues"): a byte >= 0x7f becomes `\u00XX`, so `json.loads` gives the
 /// same text as the environ's `HTTP_*` value.
-pub(crate) fn escape_bytes(out: &mut String, value: &[u8]) {
+fn escape_bytes(out: &mut String, value: &[u8]) {
     for &b in value {
         if b >= 0x7f {
             let _ = write!(out, "\\u{b:04x}");

@@ -22,7 +22,6 @@ mod table;
 mod value;
 
 pub use access_format::{AccessLogFormat, AccessRecord, DEFAULT_ACCESS_LOG_FORMAT, JSON_FORMAT};
-pub use access_json::JSON_KEYS;
 pub use bind::Bind;
 pub use cli::{parse_args, parse_env_args, Command};
 pub use docs::{help_text, settings_markdown, version_text};

@@ -73,7 +73,7 @@ pub fn handle<'py>(
         if let Some(id) = request_id.as_ref().filter(|id| !id.from_client) {
             // A generated id replaces what the client sent, if anything: the
             // app reads the id the log and the response carry.
-            environ.set_item(intern!(py, "HTTP_X_REQUEST_ID"), &*id.text)?;
+            environ.set_item(intern!(py, "HTTP_X_REQUEST_ID"), id.as_str())?;
         }
         kept = Some(environ.clone());
         let result = app.bind(py).call1((environ, start))?;

@@ -236,7 +236,7 @@ fn worker_main(py: Python<'_>, host: &Host<'_, '_>, ctx: Arc<WorkerContext>) -> 
     }
     let script_name = cfg.root_path.trim_end_matches('/').to_owned();
     let threads = cfg.threads.max(1);
-    let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)
+    let app_ctx = AppContext::new(py, script_name, threads, cfg.workers, cfg.request_id)
         .map_err(|e| Fail::boot(format!("cannot build the environ: {e}")))?;
     let queue = cfg.queue_size();
     if cfg.reload && host.preloaded.is_none() {

@@ -17,6 +17,7 @@ use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
 use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
 use crate::preamble::{proxy_header, uwsgi_packet};
+use crate::request_id::RequestId;
 use crate::server::{Shared, Wire};
 use crate::stream::Stream;
 use crate::write::simple_response;
@@ -69,7 +70,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             Err(e) => return refuse(stream, &e).await,
         };
         let mut enc = Encoder::new(&head, std::mem::take(&mut spare));
-        enc.request_id = request_id.as_ref().map(|id| id.text.clone());
+        enc.request_id.clone_from(&request_id);
         let (mut exchange, responder, call) = if pump.is_none() && shared.handler.inline() {
             // The app runs here and now, on this thread: no hand-off. The
             // encoder comes back into the exchange when the call ends.
@@ -153,7 +154,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                 resp_head: enc.resp_head.as_ref(),
                 body_bytes: enc.body_sent,
                 started,
-                request_id: request_id.as_ref().map(|id| &*id.text),
+                request_id: request_id.as_deref().map(RequestId::as_str),
             });
         }
         if !ok {

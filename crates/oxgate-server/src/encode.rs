@@ -16,7 +16,7 @@ use oxgate_proto::response::response_framing;
 use oxgate_proto::{RequestHead, ResponseFraming, Version};
 
 use crate::handler::{ResponseHead, ResponseMsg, WholeBody};
-use crate::request_id;
+use crate::request_id::{self, RequestId};
 use crate::stream::Stream;
 use crate::sync_io;
 use crate::write::{chunk_header, simple_response, write_head};
@@ -59,7 +59,7 @@ pub struct Encoder {
     /// Bytes of the `Data` items (files do not take memory).
     in_items: usize,
     /// --request-id: sent as X-Request-ID unless the app sent its own.
-    pub(crate) request_id: Option<Arc<str>>,
+    pub(crate) request_id: Option<Arc<RequestId>>,
 }
 
 impl Encoder {
@@ -133,7 +133,7 @@ impl Encoder {
         let id = self
             .request_id
             .as_deref()
-            .map(|id| (request_id::HEADER, id));
+            .map(|id| (request_id::HEADER, id.as_str()));
         self.body_sent = simple_response(&mut self.out, status, reason, id.as_slice(), false);
         self.ended = true;
     }
@@ -142,7 +142,7 @@ impl Encoder {
         self.status = head.status;
         if let Some(id) = &self.request_id {
             if !head.has_header(request_id::HEADER) {
-                head.push_header(request_id::HEADER, id);
+                head.push_header(request_id::HEADER, id.as_str());
             }
         }
         if self.is_head && head.content_length.is_none() {

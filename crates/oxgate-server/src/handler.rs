@@ -117,7 +117,7 @@ pub struct Request {
     pub conn: Arc<ConnInfo>,
     pub responder: Responder,
     /// Set when --request-id is on.
-    pub request_id: Option<RequestId>,
+    pub request_id: Option<Arc<RequestId>>,
 }
 
 /// The application side of the server. `call` must not block: it queues.

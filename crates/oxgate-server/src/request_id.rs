@@ -14,12 +14,33 @@ pub const MAX_CLIENT_ID: usize = 200;
 /// The request header (and response header) that carries the id.
 pub const HEADER: &str = "X-Request-ID";
 
-/// One request's id.
+/// One request's id, held inline: shared as one `Arc` (a pointer in the
+/// request and the encoder, one allocation per request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId {
-    pub text: Arc<str>,
+    len: u8,
     /// Taken from the request's own header: the environ already holds it.
     pub from_client: bool,
+    bytes: [u8; MAX_CLIENT_ID],
+}
+
+impl RequestId {
+    /// `text` must be ASCII of at most `MAX_CLIENT_ID` bytes (longer is cut).
+    fn new(text: &[u8], from_client: bool) -> Self {
+        let len = text.len().min(MAX_CLIENT_ID);
+        let mut bytes = [0u8; MAX_CLIENT_ID];
+        bytes[..len].copy_from_slice(&text[..len]);
+        RequestId {
+            len: u8::try_from(len).unwrap_or(u8::MAX),
+            from_client,
+            bytes,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (sane client ids, hex digits).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
 }
 
 /// Makes ids for one worker: 128 bits each, 32 hex digits. Unique within
@@ -65,32 +86,26 @@ impl RequestIds {
     }
 
     /// A fresh id: 32 lowercase hex digits.
-    pub fn generate(&self) -> Arc<str> {
+    pub fn generate(&self) -> [u8; 32] {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         // splitmix64: the odd multiplier makes `key + n * GOLDEN` distinct
         // for every n, and the finalizer is a bijection.
         const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
         let first = mix(self.keys[0].wrapping_add(n.wrapping_mul(GOLDEN)));
         let second = mix(self.keys[1] ^ first);
-        let mut text = String::with_capacity(32);
-        push_hex(&mut text, first);
-        push_hex(&mut text, second);
-        Arc::from(text)
+        let mut text = [0u8; 32];
+        put_hex(&mut text[..16], first);
+        put_hex(&mut text[16..], second);
+        text
     }
 
     /// The id for `head`: its `X-Request-ID` if sane and sent once, else a
     /// fresh one.
-    pub fn for_request(&self, head: &RequestHead) -> RequestId {
-        match client_id(head) {
-            Some(id) => RequestId {
-                text: Arc::from(id),
-                from_client: true,
-            },
-            None => RequestId {
-                text: self.generate(),
-                from_client: false,
-            },
-        }
+    pub fn for_request(&self, head: &RequestHead) -> Arc<RequestId> {
+        Arc::new(match client_id(head) {
+            Some(id) => RequestId::new(id, true),
+            None => RequestId::new(&self.generate(), false),
+        })
     }
 }
 
@@ -103,7 +118,7 @@ impl Default for RequestIds {
 /// The request's `X-Request-ID` when it is one sane token: 1 to 200
 /// visible ASCII characters (no spaces, no controls), sent once (repeats
 /// would reach the app joined with ", ").
-fn client_id(head: &RequestHead) -> Option<&str> {
+fn client_id(head: &RequestHead) -> Option<&[u8]> {
     let mut found = None;
     for h in head.headers() {
         if h.name.eq_ignore_ascii_case(HEADER) {
@@ -113,11 +128,7 @@ fn client_id(head: &RequestHead) -> Option<&str> {
             found = Some(h.value);
         }
     }
-    let value = found?;
-    if !is_sane(value) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()
+    found.filter(|value| is_sane(value))
 }
 
 /// 1 to `MAX_CLIENT_ID` bytes, each visible ASCII (`!` to `~`).
@@ -131,11 +142,12 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn push_hex(out: &mut String, word: u64) {
+/// `word` as 16 lowercase hex digits into `out` (16 bytes).
+fn put_hex(out: &mut [u8], word: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..16).rev() {
+    for (i, digit) in out.iter_mut().enumerate() {
         // The mask keeps the index below 16.
-        out.push(char::from(DIGITS[((word >> (shift * 4)) & 0xf) as usize]));
+        *digit = DIGITS[((word >> (60 - 4 * i)) & 0xf) as usize];
     }
 }
 
@@ -157,11 +169,13 @@ mod tests {
     fn generated_ids_are_32_lowercase_hex_digits() {
         let ids = RequestIds::new();
         for _ in 0..100 {
-            let id = ids.generate();
-            assert_eq!(id.len(), 32);
+            let id = ids.for_request(&head(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"));
+            assert_eq!(id.as_str().len(), 32);
             assert!(
-                id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
-                "{id}"
+                id.as_str()
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+                "{id:?}"
             );
         }
     }
@@ -169,7 +183,7 @@ mod tests {
     #[test]
     fn generated_ids_do_not_repeat_within_a_worker() {
         let ids = RequestIds::with_keys([0, 0]);
-        let seen: HashSet<Arc<str>> = (0..100_000).map(|_| ids.generate()).collect();
+        let seen: HashSet<[u8; 32]> = (0..100_000).map(|_| ids.generate()).collect();
         assert_eq!(seen.len(), 100_000);
     }
 
@@ -184,9 +198,9 @@ mod tests {
     fn a_sane_client_id_is_passed_through() {
         let ids = RequestIds::new();
         let id = ids.for_request(&head(
-            b"GET / HTTP/1.1\r\nx-request-id: abc-123_=:/\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: t\r\nx-request-id: abc-123_=:/\r\n\r\n",
         ));
-        assert_eq!(&*id.text, "abc-123_=:/");
+        assert_eq!(id.as_str(), "abc-123_=:/");
         assert!(id.from_client);
     }
 
@@ -194,20 +208,20 @@ mod tests {
     fn a_missing_or_bad_client_id_is_replaced() {
         let ids = RequestIds::new();
         let long = format!(
-            "GET / HTTP/1.1\r\nX-Request-ID: {}\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: t\r\nX-Request-ID: {}\r\n\r\n",
             "a".repeat(201)
         );
         let cases: [&[u8]; 5] = [
-            b"GET / HTTP/1.1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX-Request-ID: has space\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX-Request-ID: caf\xe9\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX-Request-ID: a\r\nX-Request-ID: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-Request-ID: has space\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-Request-ID: caf\xe9\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-Request-ID: a\r\nX-Request-ID: b\r\n\r\n",
             long.as_bytes(),
         ];
         for raw in cases {
             let id = ids.for_request(&head(raw));
             assert!(!id.from_client, "{}", String::from_utf8_lossy(raw));
-            assert_eq!(id.text.len(), 32);
+            assert_eq!(id.as_str().len(), 32);
         }
     }
 
