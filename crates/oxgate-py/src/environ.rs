@@ -68,8 +68,8 @@ impl AppContext {
             base.set_item(PyString::intern(py, key), py.None())?;
         }
         if request_id {
-            // --request-id sets it on every request (from the header, or
-            // respond.rs): room for it too.
+            // --request-id sets it on every request (from the header, or in
+            // respond.rs): a slot in the shared dict, as PER_REQUEST's have.
             base.set_item(intern!(py, "HTTP_X_REQUEST_ID"), py.None())?;
         }
         Ok(AppContext {
