@@ -366,6 +366,10 @@ def application(environ, start_response):
         )
         return [b"cookies"]
 
+    if path == "/own-request-id":
+        start_response("200 OK", [*TEXT, ("x-request-id", "chosen-by-the-app")])
+        return [b"own id"]
+
     if path == "/custom-status":
         start_response("299 Entirely Custom Reason", TEXT)
         return [b"custom"]

@@ -7,7 +7,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 
+use crate::access_json;
 use crate::error::ConfigError;
+
+/// The format value that selects one JSON object per line (access_json.rs)
+/// instead of `%(atom)s` text: a format of just this word would log the same
+/// word for every request, so no working gunicorn format is taken away.
+pub const JSON_FORMAT: &str = "json";
 
 /// gunicorn's default: Apache's combined log format.
 pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
@@ -34,6 +40,10 @@ pub(crate) const ATOM_DOCS: &[(&str, &str)] = &[
     ("D", "request time in microseconds"),
     ("L", "request time in decimal seconds, `0.001234`"),
     ("p", "process id, `<1234>`"),
+    (
+        "rid",
+        "the request id of `--request-id`, `-` when off (an oxgate atom)",
+    ),
     ("{name}i", "request header `name`"),
     ("{name}o", "response header `name`"),
     (
@@ -62,6 +72,8 @@ pub struct AccessRecord<'a> {
     /// When the request started.
     pub time: DateTime<FixedOffset>,
     pub pid: u32,
+    /// The id `--request-id` gave the request; None when it is off.
+    pub request_id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +98,9 @@ enum Part {
     Micros,
     DecimalSeconds,
     Pid,
+    RequestId,
+    /// The whole line as one JSON object.
+    Json,
     /// Lowercased name (gunicorn lowercases both sides).
     RequestHeader(String),
     ResponseHeader(String),
@@ -124,6 +139,12 @@ impl AccessLogFormat {
 
     /// Compile, with an error that says only what is wrong.
     pub(crate) fn compile(fmt: &str) -> Result<AccessLogFormat, String> {
+        if fmt == JSON_FORMAT {
+            return Ok(AccessLogFormat {
+                source: fmt.to_string(),
+                parts: vec![Part::Json],
+            });
+        }
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = fmt;
@@ -177,6 +198,14 @@ impl AccessLogFormat {
         })
     }
 
+    /// Whether rendering looks at `AccessRecord::response_headers` (making
+    /// them costs the access log an allocation per header).
+    pub fn uses_response_headers(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::ResponseHeader(_)))
+    }
+
     /// Append one log line (without newline) for `rec` to `out`.
     pub fn render(&self, rec: &AccessRecord<'_>, out: &mut String) {
         for part in &self.parts {
@@ -206,6 +235,7 @@ fn atom(name: &str) -> Option<Part> {
         "D" => Part::Micros,
         "L" => Part::DecimalSeconds,
         "p" => Part::Pid,
+        "rid" => Part::RequestId,
         _ => {
             let inner = name.strip_prefix('{')?;
             let (header, kind) = inner.rsplit_once('}')?;
@@ -274,6 +304,8 @@ fn render_part(part: &Part, rec: &AccessRecord<'_>, out: &mut String) {
         Part::Pid => {
             let _ = write!(out, "<{}>", rec.pid);
         }
+        Part::RequestId => push_str_or_dash(out, rec.request_id.unwrap_or_default()),
+        Part::Json => access_json::render(rec, out),
         // Like gunicorn's atoms dict, a repeated header shows its last value.
         Part::RequestHeader(name) => {
             match rec
@@ -329,17 +361,28 @@ fn push_time(out: &mut String, t: &DateTime<FixedOffset>) {
 /// Referer and User-Agent come from the WSGI environ in gunicorn, where
 /// repeated headers are joined with ','; do the same.
 fn push_joined_header(out: &mut String, headers: &[(&str, &[u8])], name: &str) {
+    if !push_joined(out, headers, name, escape_bytes) {
+        out.push('-');
+    }
+}
+
+/// Every `name` header's value, escaped by `escape` and joined with ',';
+/// false when there is none.
+pub(crate) fn push_joined(
+    out: &mut String,
+    headers: &[(&str, &[u8])],
+    name: &str,
+    escape: fn(&mut String, &[u8]),
+) -> bool {
     let mut found = false;
     for (_, value) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
         if found {
             out.push(',');
         }
         found = true;
-        escape_bytes(out, value);
+        escape(out, value);
     }
-    if !found {
-        out.push('-');
-    }
+    found
 }
 
 fn push_str_or_dash(out: &mut String, value: &str) {

@@ -10,6 +10,7 @@
 //! `build(&[file, env, cli], getenv)`.
 
 mod access_format;
+mod access_json;
 mod bind;
 mod cli;
 mod docs;
@@ -20,7 +21,7 @@ mod resolve;
 mod table;
 mod value;
 
-pub use access_format::{AccessLogFormat, AccessRecord, DEFAULT_ACCESS_LOG_FORMAT};
+pub use access_format::{AccessLogFormat, AccessRecord, DEFAULT_ACCESS_LOG_FORMAT, JSON_FORMAT};
 pub use bind::Bind;
 pub use cli::{parse_args, parse_env_args, Command};
 pub use docs::{help_text, settings_markdown, version_text};

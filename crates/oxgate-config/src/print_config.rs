@@ -77,6 +77,8 @@ pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
         "limit_request_body" => cfg.limit_request_body.to_string(),
         "accesslog" => opt(cfg.accesslog.clone()),
         "access_log_format" => cfg.access_log_format.as_str().to_string(),
+        "access_log_skip" => py_list(cfg.access_log_skip.iter().cloned()),
+        "request_id" => py_bool(cfg.request_id),
         "errorlog" => cfg.errorlog.clone(),
         "loglevel" => cfg.loglevel.as_str().to_string(),
         "check_config" => py_bool(cfg.check_config),

@@ -99,6 +99,10 @@ pub struct Config {
     /// `None` = no access log; "-" = stdout.
     pub accesslog: Option<String>,
     pub access_log_format: AccessLogFormat,
+    /// URL paths not written to the access log.
+    pub access_log_skip: Vec<String>,
+    /// Give each request an id (X-Request-ID).
+    pub request_id: bool,
     /// "-" = stderr.
     pub errorlog: String,
     pub loglevel: LogLevel,
@@ -200,7 +204,7 @@ pub fn build(
         umask: m.umask()?,
         chdir: m.chdir()?,
         pythonpath: m.comma_list("pythonpath"),
-        raw_env: m.env_pairs("raw_env")?,
+        raw_env: m.each("raw_env", value::parse_env_pair)?,
         root_path: m.root_path(getenv)?,
         forwarded_allow_ips: m.trust_list(
             "forwarded_allow_ips",
@@ -218,6 +222,8 @@ pub fn build(
         limit_request_body: m.int("limit_request_body", 0)?,
         accesslog: m.text("accesslog")?,
         access_log_format: m.access_log_format()?,
+        access_log_skip: m.each("access_log_skip", value::parse_url_path)?,
+        request_id: m.flag("request_id")?,
         errorlog: m.text("errorlog")?.unwrap_or_else(|| "-".to_string()),
         loglevel: m.loglevel()?,
         check_config: m.flag("check_config")? || print_config,
@@ -374,14 +380,19 @@ impl<'a> Merged<'a> {
             .unwrap_or_default()
     }
 
-    fn env_pairs(&self, name: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    /// A repeatable setting: every value parsed by `parse`, none when unset.
+    fn each<T>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Result<T, Problem>,
+    ) -> Result<Vec<T>, ConfigError> {
         let Some(found) = self.get(name) else {
             return Ok(Vec::new());
         };
         found
             .values
             .iter()
-            .map(|raw| value::parse_env_pair(raw).map_err(|p| found.err(p, raw)))
+            .map(|raw| parse(raw).map_err(|p| found.err(p, raw)))
             .collect()
     }
 

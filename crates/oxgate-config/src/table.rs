@@ -74,6 +74,8 @@ pub enum Kind {
     AddressList,
     /// Repeatable `URL_PREFIX=DIRECTORY` (a static files mount).
     StaticMap,
+    /// Repeatable URL path, `/` and visible ASCII (matched exactly).
+    UrlPath,
 }
 
 impl Kind {
@@ -82,7 +84,7 @@ impl Kind {
     pub fn repeatable(self) -> bool {
         matches!(
             self,
-            Kind::Bind | Kind::EnvPair | Kind::PathList | Kind::StaticMap
+            Kind::Bind | Kind::EnvPair | Kind::PathList | Kind::StaticMap | Kind::UrlPath
         )
     }
 
@@ -825,14 +827,54 @@ pub static SETTINGS: &[Setting] = &[
         section: Section::Logging,
         short: None,
         long: Some("access-logformat"),
-        aliases: &[],
+        aliases: &["access-log-format"],
         meta: "STRING",
         kind: Kind::AccessLogFormat,
         default: r#"'%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'"#,
-        help: "The access log line format, built from %(atom)s placeholders.",
+        help: "The access log line format, built from %(atom)s placeholders, or \
+               'json' for one JSON object per line.",
         doc: "`%%` is a literal percent sign. Values that come from the client have \
               control characters, `\"` and `\\` written as `\\xNN`, so a request cannot \
-              forge log lines.",
+              forge log lines. The value `json` (that word alone) writes each request \
+              as a JSON object with the keys `time`, `remote_addr`, `method`, `path`, \
+              `query`, `protocol`, `status`, `bytes`, `duration_ms`, `user_agent`, \
+              `referer`, `request_id` and `pid` (an oxgate format; see \
+              docs/logging.md).",
+    },
+    Setting {
+        name: "access_log_skip",
+        section: Section::Logging,
+        short: None,
+        long: Some("access-log-skip"),
+        aliases: &[],
+        meta: "PATH",
+        kind: Kind::UrlPath,
+        default: "[]",
+        help: "Do not write requests for this URL path to the access log; repeat for \
+               several.",
+        doc: "The path must match exactly, without the query string: \
+              `--access-log-skip /healthz` drops `/healthz` and `/healthz?full=1` but \
+              not `/healthz/` or `/healthz/db`. In the config file: \
+              `access_log_skip = [\"/healthz\", \"/ready\"]`. (An oxgate setting.)",
+    },
+    Setting {
+        name: "request_id",
+        section: Section::Logging,
+        short: None,
+        long: Some("request-id"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Give every request an id: the client's X-Request-ID when it is sane, \
+               else a new random one.",
+        doc: "The id reaches the app as `HTTP_X_REQUEST_ID`, goes back to the client in \
+              an `X-Request-ID` response header unless the app sets its own, and is \
+              logged by the `%(rid)s` atom and the `json` format's `request_id` key. \
+              A client's value is kept when it is 1 to 200 visible ASCII characters \
+              (no spaces or control characters) and the header is sent once; \
+              otherwise it is replaced by 32 random hex digits, as are requests \
+              without one. (An oxgate setting; see docs/logging.md.)",
     },
     Setting {
         name: "errorlog",

@@ -177,6 +177,32 @@ pub(crate) fn parse_static_map(raw: &str) -> Result<(String, std::path::PathBuf)
     ))
 }
 
+/// A URL path to match exactly: '/' then visible ASCII, without a query
+/// string or fragment (neither is part of the path a request is matched by).
+pub(crate) fn parse_url_path(raw: &str) -> Result<String, Problem> {
+    let path = raw.trim();
+    if !path.starts_with('/') {
+        return Err(Problem::Expected(
+            "a URL path starting with '/', e.g. /healthz".to_string(),
+        ));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '?' | '#'))
+    {
+        return Err(Problem::Detail(format!(
+            "a path to match exactly cannot hold {}",
+            match c {
+                '?' => "a query string ('?')".to_string(),
+                '#' => "a fragment ('#')".to_string(),
+                c if c.is_whitespace() => "spaces".to_string(),
+                c => format!("'{}'", c.escape_default()),
+            }
+        )));
+    }
+    Ok(path.to_string())
+}
+
 /// Free text (gunicorn's `validate_string` trims it); empty is refused since
 /// every text setting names something (a file, a module).
 pub(crate) fn parse_text(raw: &str) -> Result<String, Problem> {
@@ -208,6 +234,7 @@ pub(crate) fn check(setting: &Setting, raw: &str) -> Result<(), Problem> {
             .map(drop)
             .map_err(Problem::Format),
         Kind::UrlPrefix => parse_url_prefix(raw).map(drop),
+        Kind::UrlPath => parse_url_path(raw).map(drop),
         Kind::AddressList => TrustList::parse(raw).map(drop).map_err(Problem::Detail),
         Kind::StaticMap => parse_static_map(raw).map(drop),
     }

@@ -38,6 +38,7 @@ fn record() -> AccessRecord<'static> {
         duration: Duration::from_micros(2_001_234),
         time: time(),
         pid: 4242,
+        request_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
     }
 }
 
@@ -73,6 +74,7 @@ fn each_atom_renders_gunicorns_meaning() {
         ("%(D)s", "2001234"),
         ("%(L)s", "2.001234"),
         ("%(p)s", "<4242>"),
+        ("%(rid)s", "4bf92f3577b34da6a3ce929d0e0e4736"),
         ("%({host}i)s", "example.com"),
         ("%({HOST}i)s", "example.com"),
         ("%({content-type}o)s", "text/plain"),
@@ -131,11 +133,12 @@ fn missing_values_render_as_dash() {
         remote_addr: "",
         request_headers: &[],
         response_headers: &[],
+        request_id: None,
         ..record()
     };
     assert_eq!(
-        render_with("%(h)s %(u)s %(f)s %(a)s %({x}i)s %({x}o)s", &rec),
-        "- - - - - -"
+        render_with("%(h)s %(u)s %(f)s %(a)s %({x}i)s %({x}o)s %(rid)s", &rec),
+        "- - - - - - -"
     );
 }
 
@@ -241,10 +244,10 @@ fn format_errors_name_the_problem() {
     let cases = [
         (
             "%(zz)s",
-            "unknown atom '%(zz)s'; known atoms: h l u t r m U q H s B b f a T M D L p {name}i {name}o {name}e",
+            "unknown atom '%(zz)s'; known atoms: h l u t r m U q H s B b f a T M D L p rid {name}i {name}o {name}e",
         ),
-        ("%({}i)s", "unknown atom '%({}i)s'; known atoms: h l u t r m U q H s B b f a T M D L p {name}i {name}o {name}e"),
-        ("%({x}z)s", "unknown atom '%({x}z)s'; known atoms: h l u t r m U q H s B b f a T M D L p {name}i {name}o {name}e"),
+        ("%({}i)s", "unknown atom '%({}i)s'; known atoms: h l u t r m U q H s B b f a T M D L p rid {name}i {name}o {name}e"),
+        ("%({x}z)s", "unknown atom '%({x}z)s'; known atoms: h l u t r m U q H s B b f a T M D L p rid {name}i {name}o {name}e"),
         ("50% off", "'%' at position 2 must start '%(atom)s'; write '%%' for a literal percent"),
         ("end %", "'%' at position 4 must start '%(atom)s'; write '%%' for a literal percent"),
         ("%(h", "'%(' at position 0 is never closed with ')s'"),
@@ -262,4 +265,70 @@ fn format_errors_name_the_problem() {
 #[test]
 fn compiled_format_remembers_its_source() {
     assert_eq!(AccessLogFormat::parse("%(h)s").unwrap().as_str(), "%(h)s");
+}
+
+#[test]
+fn json_format_writes_every_key_in_order() {
+    assert_eq!(
+        render("json"),
+        concat!(
+            r#"{"time":"2000-10-10T13:55:36.000-07:00","remote_addr":"192.0.2.7","#,
+            r#""method":"GET","path":"/x/y","query":"a=1","protocol":"HTTP/1.1","#,
+            r#""status":200,"bytes":1234,"duration_ms":2001.234,"user_agent":"curl/8.0","#,
+            r#""referer":"http://ref/","request_id":"4bf92f3577b34da6a3ce929d0e0e4736","#,
+            r#""pid":4242}"#
+        )
+    );
+}
+
+#[test]
+fn json_format_writes_null_for_what_is_unknown() {
+    let rec = AccessRecord {
+        remote_addr: "",
+        query: "",
+        request_headers: &[],
+        request_id: None,
+        response_bytes: 0,
+        duration: Duration::from_micros(7),
+        ..record()
+    };
+    let out = render_with("json", &rec);
+    assert!(out.contains(r#""remote_addr":null,"#), "{out}");
+    assert!(out.contains(r#""query":"","#), "{out}");
+    assert!(out.contains(r#""bytes":0,"duration_ms":0.007,"#), "{out}");
+    assert!(
+        out.contains(r#""user_agent":null,"referer":null,"request_id":null,"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn json_format_escapes_hostile_client_text() {
+    let headers: &[(&str, &[u8])] = &[("User-Agent", b"a\"b\\c\r\n\x00\x1b\x7f\xe9")];
+    let rec = AccessRecord {
+        request_headers: headers,
+        path: "/p\"q",
+        ..record()
+    };
+    let out = render_with("json", &rec);
+    assert!(out.contains(r#""path":"/p\"q","#), "{out}");
+    assert!(
+        out.contains(r#""user_agent":"a\"b\\c\r\n\u0000\u001b\u007f\u00e9","#),
+        "{out}"
+    );
+    assert!(out.is_ascii() && !out.contains('\n'));
+}
+
+#[test]
+fn only_the_exact_word_json_selects_json() {
+    assert_eq!(render("json %(s)s"), "json 200");
+    assert_eq!(render("JSON"), "JSON");
+}
+
+#[test]
+fn response_headers_are_wanted_only_by_formats_that_show_them() {
+    let uses = |fmt: &str| AccessLogFormat::parse(fmt).unwrap().uses_response_headers();
+    assert!(uses("%({content-type}o)s"));
+    assert!(!uses("json"));
+    assert!(!uses(oxgate_config::DEFAULT_ACCESS_LOG_FORMAT));
 }

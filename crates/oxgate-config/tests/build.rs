@@ -77,6 +77,7 @@ fn defaults_match_gunicorn() {
     );
     assert!(cfg.pythonpath.is_empty() && cfg.raw_env.is_empty() && cfg.root_path.is_empty());
     assert!(!cfg.check_config && !cfg.print_config);
+    assert!(cfg.access_log_skip.is_empty() && !cfg.request_id);
 }
 
 #[test]
@@ -444,6 +445,7 @@ fn print_config_lists_every_setting_sorted_and_aligned() {
     )
     .unwrap();
     let expected = r#"access_log_format        = %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"
+access_log_skip          = []
 accesslog                = None
 backlog                  = 2048
 bind                     = ['[::1]:1', 'unix:/s']
@@ -477,6 +479,7 @@ raw_env                  = ['A=1']
 reload                   = False
 reload_extra_files       = []
 request_buffer           = 65536
+request_id               = False
 request_queue            = 0
 response_buffer          = 1048576
 reuse_port               = False
@@ -534,4 +537,39 @@ fn worker_tmp_dir_must_be_a_directory() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("existing directory"), "{err}");
+}
+
+#[test]
+fn access_log_skip_collects_every_path_and_a_file_list() {
+    let cfg = build(
+        &[cli(&[
+            "--access-log-skip",
+            "/healthz",
+            "--access-log-skip=/ready",
+            "app:x",
+        ])],
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(cfg.access_log_skip, ["/healthz", "/ready"]);
+    let cfg = build(&[file(&[("access_log_skip", &["/a", "/b"])])], &no_env).unwrap();
+    assert_eq!(cfg.access_log_skip, ["/a", "/b"]);
+}
+
+#[test]
+fn request_id_and_json_format_are_settings_like_any_other() {
+    let cfg = build(
+        &[cli(&[
+            "--request-id",
+            "--access-log-format",
+            "json",
+            "app:x",
+        ])],
+        &no_env,
+    )
+    .unwrap();
+    assert!(cfg.request_id);
+    assert_eq!(cfg.access_log_format.as_str(), "json");
+    let cfg = build(&[file(&[("request_id", &["True"])])], &no_env).unwrap();
+    assert!(cfg.request_id);
 }

@@ -273,8 +273,37 @@ fn bad_values_of_other_kinds_say_what_is_expected() {
     assert_eq!(
         error(&["--access-logformat", "%(zz)s"]),
         "invalid access log format for '--access-logformat': unknown atom '%(zz)s'; known atoms: \
-         h l u t r m U q H s B b f a T M D L p {name}i {name}o {name}e"
+         h l u t r m U q H s B b f a T M D L p rid {name}i {name}o {name}e"
     );
+}
+
+#[test]
+fn access_log_skip_wants_an_exact_url_path() {
+    let cases = [
+        (
+            "healthz",
+            "invalid value 'healthz' for '--access-log-skip': expected a URL path \
+             starting with '/', e.g. /healthz",
+        ),
+        (
+            "/healthz?full=1",
+            "invalid value '/healthz?full=1' for '--access-log-skip': a path to match \
+             exactly cannot hold a query string ('?')",
+        ),
+        (
+            "/a b",
+            "invalid value '/a b' for '--access-log-skip': a path to match exactly \
+             cannot hold spaces",
+        ),
+        (
+            "/x#top",
+            "invalid value '/x#top' for '--access-log-skip': a path to match exactly \
+             cannot hold a fragment ('#')",
+        ),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(error(&["--access-log-skip", raw]), want, "{raw}");
+    }
 }
 
 #[test]

@@ -47,6 +47,7 @@ impl AppContext {
         script_name: String,
         threads: usize,
         workers: usize,
+        request_id: bool,
     ) -> PyResult<Self> {
         let base = PyDict::new(py);
         base.set_item("wsgi.version", (1, 0))?;
@@ -65,6 +66,11 @@ impl AppContext {
         // None, never a valid value: a key left unset would show.
         for key in PER_REQUEST {
             base.set_item(PyString::intern(py, key), py.None())?;
+        }
+        if request_id {
+            // --request-id sets it on every request (from the header, or in
+            // respond.rs): a slot in the shared dict, as PER_REQUEST's have.
+            base.set_item(intern!(py, "HTTP_X_REQUEST_ID"), py.None())?;
         }
         Ok(AppContext {
             base: base.unbind(),

@@ -50,6 +50,7 @@ pub fn handle<'py>(
         body,
         conn,
         responder,
+        request_id,
     } = req;
     let mut cache = conn.app_state.take::<ConnCache>().unwrap_or_default();
     let (start, core) = match cache.start_response(py, responder, hooked) {
@@ -69,6 +70,11 @@ pub fn handle<'py>(
         let wsgi_input = cache.input(py, body)?;
         input = Some(wsgi_input.clone_ref(py));
         let environ = build_environ(py, ctx, &head, &conn, wsgi_input, &mut cache.strings)?;
+        if let Some(id) = request_id.as_ref().filter(|id| !id.from_client) {
+            // A generated id replaces what the client sent, if anything: the
+            // app reads the id the log and the response carry.
+            environ.set_item(intern!(py, "HTTP_X_REQUEST_ID"), id.as_str())?;
+        }
         kept = Some(environ.clone());
         let result = app.bind(py).call1((environ, start))?;
         let outcome = drive(py, &core, &result);

@@ -223,8 +223,12 @@ fn worker_main(
     }
     let access_log = match &cfg.accesslog {
         Some(target) => Some(
-            AccessLog::open(target, cfg.access_log_format.clone())
-                .map_err(|e| Fail::boot(format!("cannot open access log '{target}': {e}")))?,
+            AccessLog::open(
+                target,
+                cfg.access_log_format.clone(),
+                cfg.access_log_skip.clone(),
+            )
+            .map_err(|e| Fail::boot(format!("cannot open access log '{target}': {e}")))?,
         ),
         None => None,
     };
@@ -247,7 +251,7 @@ fn worker_main(
     let statics = static_files(py, cfg)?;
     let script_name = cfg.root_path.trim_end_matches('/').to_owned();
     let threads = cfg.threads.max(1);
-    let app_ctx = AppContext::new(py, script_name, threads, cfg.workers)
+    let app_ctx = AppContext::new(py, script_name, threads, cfg.workers, cfg.request_id)
         .map_err(|e| Fail::boot(format!("cannot build the environ: {e}")))?;
     let queue = cfg.queue_size();
     if cfg.reload && host.preloaded.is_none() {
@@ -285,6 +289,7 @@ fn worker_main(
             .proxy_protocol
             .then(|| Arc::new(cfg.proxy_allow_ips.clone())),
         statics,
+        request_id: cfg.request_id,
     };
     let mut shared = Shared::new(settings, Arc::new(pool), access_log);
     let beat = ctx.clone();

@@ -1,5 +1,6 @@
-//! The access log: one line per response in gunicorn's format, rendered by
-//! the compiled format from oxgate-config and written to stdout or a file.
+//! The access log: one line per response in gunicorn's format (or JSON),
+//! rendered by the compiled format from oxgate-config and written to stdout
+//! or a file; --access-log-skip paths are left out.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use oxgate_config::{AccessLogFormat, AccessRecord};
 use oxgate_proto::RequestHead;
 
-use crate::handler::ConnInfo;
+use crate::handler::{ConnInfo, ResponseHead};
 use crate::logging::open_target;
 
 pub struct AccessLog {
@@ -16,6 +17,8 @@ pub struct AccessLog {
     target: String,
     out: Mutex<Box<dyn Write + Send>>,
     pid: u32,
+    /// --access-log-skip: paths not logged.
+    skip: Vec<String>,
 }
 
 /// What the connection knows about one finished exchange.
@@ -23,21 +26,29 @@ pub struct AccessEntry<'a> {
     pub head: &'a RequestHead,
     pub conn: &'a Arc<ConnInfo>,
     pub status: u16,
-    pub headers: &'a [(String, String)],
+    /// The head that went out; None when none did.
+    pub resp_head: Option<&'a ResponseHead>,
     pub body_bytes: u64,
     pub started: Instant,
+    pub request_id: Option<&'a str>,
 }
 
 impl AccessLog {
-    /// `target` "-" is stdout.
-    pub fn open(target: &str, format: AccessLogFormat) -> io::Result<Self> {
+    /// `target` "-" is stdout; requests for a path in `skip` are not logged.
+    pub fn open(target: &str, format: AccessLogFormat, skip: Vec<String>) -> io::Result<Self> {
         let out = open_target(target, io::stdout())?;
         Ok(AccessLog {
             format,
             target: target.to_owned(),
             out: Mutex::new(out),
             pid: std::process::id(),
+            skip,
         })
+    }
+
+    /// Whether a request for `path` is logged (--access-log-skip).
+    pub fn wants(&self, path: &str) -> bool {
+        self.skip.is_empty() || !self.skip.iter().any(|p| p == path)
     }
 
     /// Reopen the file (SIGUSR1, after logrotate moved it away).
@@ -56,19 +67,21 @@ impl AccessLog {
     pub fn write(&self, e: &AccessEntry<'_>) {
         let duration: Duration = e.started.elapsed();
         let start = chrono::Local::now() - chrono::Duration::from_std(duration).unwrap_or_default();
-        let remote = e
-            .conn
-            .peer
-            .map(|p| p.ip().to_string())
-            .unwrap_or_else(|| "-".to_owned());
         let req_headers: Vec<(&str, &[u8])> = e.head.headers().map(|h| (h.name, h.value)).collect();
-        let resp_headers: Vec<(&str, &str)> = e
-            .headers
+        // Made only for a format that shows them: an allocation per header.
+        let pairs = e
+            .resp_head
+            .filter(|_| self.format.uses_response_headers())
+            .map(ResponseHead::header_pairs)
+            .unwrap_or_default();
+        let resp_headers: Vec<(&str, &str)> = pairs
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let rec = AccessRecord {
-            remote_addr: &remote,
+            // The peer's address, as text made once per connection; empty
+            // on a unix socket (rendered `-`, or null in JSON).
+            remote_addr: e.conn.peer_strings().0,
             method: e.head.method(),
             target: e.head.target(),
             path: e.head.path(),
@@ -81,6 +94,7 @@ impl AccessLog {
             duration,
             time: start.fixed_offset(),
             pid: self.pid,
+            request_id: e.request_id,
         };
         let mut line = String::with_capacity(128);
         self.format.render(&rec, &mut line);

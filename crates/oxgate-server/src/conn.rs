@@ -15,8 +15,9 @@ use tokio::time::{timeout, Sleep};
 use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
-use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseHead, ResponseRx};
+use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
 use crate::preamble::{proxy_header, uwsgi_packet};
+use crate::request_id::RequestId;
 use crate::server::{Shared, Wire};
 use crate::stream::Stream;
 use crate::write::simple_response;
@@ -53,8 +54,14 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             Err(e) => return refuse(stream, &e).await,
         };
         first = false;
-        // Only the access log wants the time (a clock read per request).
-        let started = shared.access_log.as_ref().map(|_| Instant::now());
+        // Only the access log wants the time (a clock read per request),
+        // and not for a path it skips.
+        let started = shared
+            .access_log
+            .as_ref()
+            .filter(|log| log.wants(head.path()))
+            .map(|_| Instant::now());
+        let request_id = shared.ids.as_ref().map(|ids| ids.for_request(&head));
         let routed = shared
             .settings
             .statics
@@ -64,6 +71,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             Some((files, route)) => {
                 // Answered here, never reaching the app.
                 let mut enc = Encoder::new(&head, std::mem::take(&mut spare));
+                enc.request_id.clone_from(&request_id);
                 files.respond(route, &head, &mut enc);
                 if head.framing != BodyFraming::None {
                     // A body nobody reads: close rather than drain it.
@@ -80,7 +88,8 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                     Ok(Prepared::Streaming(body, pump)) => (body, Some(pump)),
                     Err(e) => return refuse(stream, &e).await,
                 };
-                let enc = Encoder::new(&head, std::mem::take(&mut spare));
+                let mut enc = Encoder::new(&head, std::mem::take(&mut spare));
+                enc.request_id.clone_from(&request_id);
                 let (mut exchange, responder, call) = if pump.is_none() && shared.handler.inline() {
                     // The app runs here and now, on this thread: no hand-off. The
                     // encoder comes back into the exchange when the call ends.
@@ -104,6 +113,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                     body,
                     conn: info.clone(),
                     responder,
+                    request_id: request_id.clone(),
                 };
                 let queued = match call {
                     Some(call) => match shared.handler.call_inline(req) {
@@ -159,14 +169,14 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
         spare = exchange.enc.take_buffer();
         let enc = &exchange.enc;
         if let (Some(log), Some(started)) = (&shared.access_log, started) {
-            let headers = enc.resp_head.as_ref().map(ResponseHead::header_pairs);
             log.write(&AccessEntry {
                 head: &head,
                 conn: &info,
                 status: enc.status,
-                headers: headers.as_deref().unwrap_or_default(),
+                resp_head: enc.resp_head.as_ref(),
                 body_bytes: enc.body_sent,
                 started,
+                request_id: request_id.as_deref().map(RequestId::as_str),
             });
         }
         if !ok {

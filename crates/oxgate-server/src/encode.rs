@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -15,6 +16,7 @@ use oxgate_proto::response::response_framing;
 use oxgate_proto::{RequestHead, ResponseFraming, Version};
 
 use crate::handler::{ResponseHead, ResponseMsg, WholeBody};
+use crate::request_id::{self, RequestId};
 use crate::stream::Stream;
 use crate::sync_io;
 use crate::write::{chunk_header, simple_response, write_head};
@@ -56,6 +58,8 @@ pub struct Encoder {
     items: VecDeque<Item>,
     /// Bytes of the `Data` items (files do not take memory).
     in_items: usize,
+    /// --request-id: sent as X-Request-ID unless the app sent its own.
+    pub(crate) request_id: Option<Arc<RequestId>>,
 }
 
 impl Encoder {
@@ -77,6 +81,7 @@ impl Encoder {
             out,
             items: VecDeque::new(),
             in_items: 0,
+            request_id: None,
         }
     }
 
@@ -125,12 +130,21 @@ impl Encoder {
         self.out.clear();
         self.items.clear();
         self.in_items = 0;
-        self.body_sent = simple_response(&mut self.out, status, reason, &[], false);
+        let id = self
+            .request_id
+            .as_deref()
+            .map(|id| (request_id::HEADER, id.as_str()));
+        self.body_sent = simple_response(&mut self.out, status, reason, id.as_slice(), false);
         self.ended = true;
     }
 
     fn start(&mut self, mut head: ResponseHead, known: Option<u64>) {
         self.status = head.status;
+        if let Some(id) = &self.request_id {
+            if !head.has_header(request_id::HEADER) {
+                head.push_header(request_id::HEADER, id.as_str());
+            }
+        }
         if self.is_head && head.content_length.is_none() {
             // Tell a HEAD client the length its GET would have had.
             head.content_length = known;

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::encode::Encoder;
 use crate::outbox::Outbox;
+use crate::request_id::RequestId;
 pub use crate::response_head::ResponseHead;
 
 /// Where a connection came from and which listener took it.
@@ -115,6 +116,8 @@ pub struct Request {
     pub body: RequestBody,
     pub conn: Arc<ConnInfo>,
     pub responder: Responder,
+    /// Set when --request-id is on.
+    pub request_id: Option<Arc<RequestId>>,
 }
 
 /// The application side of the server. `call` must not block: it queues.

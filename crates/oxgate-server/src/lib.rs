@@ -10,6 +10,7 @@ pub mod handler;
 pub mod logging;
 mod outbox;
 mod preamble;
+pub mod request_id;
 mod response_head;
 pub mod server;
 mod static_files;
@@ -23,5 +24,6 @@ pub use handler::{
     ResponseHead, ResponseMsg, WholeBody,
 };
 pub use outbox::flush_responses;
+pub use request_id::{RequestId, RequestIds};
 pub use server::{run, BindError, Listener, Settings, Shared, Stopped, Wire};
 pub use static_files::StaticFiles;

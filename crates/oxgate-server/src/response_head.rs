@@ -61,6 +61,16 @@ impl ResponseHead {
         out.extend_from_slice(b"\r\n");
     }
 
+    /// Whether the app sent a header `name` (any case).
+    pub fn has_header(&self, name: &str) -> bool {
+        let lines = self.wire.get(self.status_end + 2..).unwrap_or_default();
+        lines.split(|&b| b == b'\n').any(|line| {
+            line.get(..name.len())
+                .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+                && line.get(name.len()) == Some(&b':')
+        })
+    }
+
     /// The whole WSGI status, e.g. "200 OK".
     pub fn status_line(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.wire[..self.status_end])
@@ -120,6 +130,8 @@ mod tests {
         head.push_header("date", "Sun, 06 Dec 2026 00:00:00 GMT");
         head.push_header("SERVER", "mine");
         assert!(head.has_date && head.has_server);
+        assert!(head.has_header("Server") && head.has_header("DATE"));
+        assert!(!head.has_header("Serve") && !head.has_header("X-Request-ID"));
         assert!(head
             .header_pairs()
             .iter()

@@ -21,6 +21,7 @@ use crate::access_log::AccessLog;
 use crate::conn;
 use crate::handler::{ConnInfo, Handler};
 use crate::outbox::Outbox;
+use crate::request_id::RequestIds;
 use crate::static_files::StaticFiles;
 use crate::stream::Stream;
 
@@ -56,12 +57,16 @@ pub struct Settings {
     pub proxy_allow: Option<Arc<TrustList>>,
     /// --static-map and --django-static mounts, if any.
     pub statics: Option<Arc<StaticFiles>>,
+    /// --request-id: give each request an id.
+    pub request_id: bool,
 }
 
 pub struct Shared {
     pub settings: Settings,
     pub handler: Arc<dyn Handler>,
     pub access_log: Option<AccessLog>,
+    /// Makes request ids, when --request-id is on.
+    pub(crate) ids: Option<RequestIds>,
     /// Called five times a second from the I/O loop: the worker's heartbeat.
     pub tick: Option<Box<dyn Fn() + Send + Sync>>,
     shutdown: watch::Sender<bool>,
@@ -92,6 +97,7 @@ impl Shared {
     ) -> Self {
         let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
         Shared {
+            ids: settings.request_id.then(RequestIds::new),
             slots,
             pressure: Notify::new(),
             stopping: AtomicBool::new(false),
