@@ -70,6 +70,7 @@ def main() -> None:
     rows: list[tuple[str, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        tmp.chmod(0o755)  # nginx's workers run as another user when we are root
         root = tmp / "static"
         root.mkdir()
         (root / FILE).write_bytes(b"body { margin: 0; color: #222; }\n" * 745)

@@ -4,6 +4,7 @@ the app (tests/apps/counter.py counts what reaches it)."""
 from __future__ import annotations
 
 import email.utils
+import os
 import random
 import shutil
 from pathlib import Path
@@ -45,6 +46,9 @@ def tree(tmp_path: Path) -> Path:
     (root / "leak.txt").symlink_to(tmp_path / "secret.txt")
     (root / "alias.css").symlink_to(root / "css" / "app.css")
     (root / "updir").symlink_to(tmp_path)
+    (root / "relative.css").symlink_to(Path("css") / "app.css")
+    (root / "relative-leak.txt").symlink_to(Path("..") / "secret.txt")
+    os.mkfifo(root / "pipe.txt")
     return root
 
 
@@ -178,6 +182,8 @@ def test_precompressed_variants_follow_accept_encoding(server):
         "/static/css%2f..%2f..%2fsecret.txt",
         "/static/..%5csecret.txt",
         "/static/leak.txt",
+        "/static/relative-leak.txt",
+        "/static/pipe.txt",
         "/static/updir/secret.txt",
         "/static/.env",
         "/static/%2eenv",
@@ -214,6 +220,7 @@ def test_generated_traversal_attempts_never_leave_the_root(server, tree):
 
 def test_symlinks_inside_the_root_and_well_known_are_served(server):
     assert get(server, "/static/alias.css").body == CSS
+    assert get(server, "/static/relative.css").body == CSS
     assert get(server, "/static/.well-known/security.txt").status == 200
 
 

@@ -37,6 +37,8 @@ pub(crate) struct Mount {
     prefix: String,
     /// Canonical: every file served must resolve to a path under it.
     root: PathBuf,
+    /// The root opened (O_PATH), for openat2(2) beneath it.
+    dir: File,
 }
 
 /// A request path under a mount.
@@ -56,9 +58,11 @@ impl StaticFiles {
                     format!("static directory '{}': {e}", dir.display()),
                 )
             })?;
+            let dir = open_dir(&root)?;
             out.push(Mount {
                 prefix: prefix.clone(),
                 root,
+                dir,
             });
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
@@ -89,15 +93,15 @@ impl StaticFiles {
         let Lookup::File(segments) = route.lookup else {
             return not_found(enc);
         };
-        let mut path = route.mount.root.clone();
+        let mut path = PathBuf::new();
         for s in &segments {
             path.push(OsStr::from_bytes(s));
         }
-        let Some((file, meta)) = open_under(&path, &route.mount.root) else {
+        let Some((file, meta)) = open_under(route.mount, &path) else {
             return not_found(enc);
         };
         let name = segments.last().map_or(&[][..], Vec::as_slice);
-        self.file(head, name, &path, &route.mount.root, file, &meta, enc);
+        self.file(head, name, &path, route.mount, file, &meta, enc);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -106,7 +110,7 @@ impl StaticFiles {
         head: &RequestHead,
         name: &[u8],
         path: &Path,
-        root: &Path,
+        mount: &Mount,
         file: File,
         meta: &Metadata,
         enc: &mut Encoder,
@@ -120,7 +124,7 @@ impl StaticFiles {
         for (coding, suffix) in [("br", ".br"), ("gzip", ".gz")] {
             let mut sibling = path.as_os_str().to_owned();
             sibling.push(suffix);
-            let Some(variant) = open_under(Path::new(&sibling), root) else {
+            let Some(variant) = open_under(mount, Path::new(&sibling)) else {
                 continue;
             };
             vary = true;
@@ -191,16 +195,71 @@ impl StaticFiles {
     }
 }
 
-/// Open `path` if it is a regular file that resolves (symlinks followed)
-/// to a place under `root`.
-fn open_under(path: &Path, root: &Path) -> Option<(File, Metadata)> {
-    let real = std::fs::canonicalize(path).ok()?;
-    if !real.starts_with(root) {
-        return None;
-    }
-    let file = File::open(&real).ok()?;
+/// Open `rel` (relative to the mount's root) if it is a regular file that
+/// resolves, symlinks followed, to a place under the root.
+fn open_under(mount: &Mount, rel: &Path) -> Option<(File, Metadata)> {
+    let file = match open_beneath(&mount.dir, rel) {
+        Ok(file) => file,
+        // EXDEV: an absolute symlink, which openat2 will not follow
+        // beneath a root; ENOSYS: a kernel before 5.6. Both take the slow
+        // way: resolve the whole path, then check where it landed.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::ENOSYS)) => {
+            let real = std::fs::canonicalize(mount.root.join(rel)).ok()?;
+            if !real.starts_with(&mount.root) {
+                return None;
+            }
+            use std::os::unix::fs::OpenOptionsExt;
+            // Non-blocking: opening a FIFO must not stall the I/O loop.
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&real)
+                .ok()?
+        }
+        Err(_) => return None,
+    };
     let meta = file.metadata().ok()?;
     meta.is_file().then_some((file, meta))
+}
+
+fn open_dir(root: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(root)
+}
+
+/// openat2(2) with RESOLVE_BENEATH: one system call that refuses any path
+/// (`..`, a symlink) leading outside `dir`, where resolving and checking
+/// the path ourselves costs a call per component.
+fn open_beneath(dir: &File, rel: &Path) -> io::Result<File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let path = std::ffi::CString::new(rel.as_os_str().as_bytes())?;
+    // SAFETY: open_how is plain old data; all-zero is its documented
+    // "no options" value, and the fields we need are set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `dir` is an open descriptor, `path` a NUL-terminated string
+    // and `how` a valid open_how of the size passed; the kernel only reads
+    // them for the duration of the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("descriptor out of range"))?;
+    // SAFETY: the kernel just returned this descriptor to us, open and
+    // owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// RFC 9110 section 13.2.2: If-None-Match decides when present; else
