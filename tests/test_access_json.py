@@ -185,6 +185,17 @@ def test_generated_request_ids_are_unique_and_reach_app_header_and_log(oxgate):
         assert entry["request_id"] == given
 
 
+def test_requests_queued_for_an_app_thread_carry_their_request_id(oxgate):
+    # Slow calls move a one-thread worker from inline calls to its app thread's
+    # queue; a request queued after its inline call was refused is answered by
+    # another encoder, which must carry the id too.
+    server = json_server(oxgate, "--request-id", app="slow_app")
+    for i in range(12):
+        resp = request(server, f"/sleep?s=0.02&i={i}")
+        assert resp.status == 200
+        assert HEX32.match(resp.header("X-Request-ID") or ""), (i, resp)
+
+
 def test_request_ids_differ_on_one_keep_alive_connection(oxgate):
     server = oxgate("echo_env", "--request-id")
     seen = []

@@ -100,11 +100,12 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                         settings.write_timeout,
                         settings.response_buffer,
                     );
-                    (
-                        Exchange::new(Encoder::new(&head, Vec::new())),
-                        responder,
-                        Some(call),
-                    )
+                    // Used if the call cannot run inline after all and is
+                    // queued: it answers the same request, so it carries
+                    // the same id.
+                    let mut queued = Encoder::new(&head, Vec::new());
+                    queued.request_id.clone_from(&request_id);
+                    (Exchange::new(queued), responder, Some(call))
                 } else {
                     (Exchange::new(enc), Responder::unset(), None)
                 };
