@@ -24,6 +24,7 @@ use crate::outbox::Outbox;
 use crate::request_id::RequestIds;
 use crate::static_files::StaticFiles;
 use crate::stream::Stream;
+use crate::tls::Tls;
 
 /// Connection-level settings.
 #[derive(Debug, Clone)]
@@ -59,6 +60,8 @@ pub struct Settings {
     pub statics: Option<Arc<StaticFiles>>,
     /// --request-id: give each request an id.
     pub request_id: bool,
+    /// --certfile: the TCP listeners' HTTP connections speak TLS.
+    pub tls: Option<Arc<Tls>>,
 }
 
 pub struct Shared {
@@ -520,9 +523,40 @@ fn spawn_conn(
     shared: &Arc<Shared>,
     slot: Option<OwnedSemaphorePermit>,
 ) {
+    spawn_counted(shared, slot, move |shared| {
+        conn::serve(stream, info, shared, wire)
+    });
+}
+
+/// As `spawn_conn`, for a TLS connection: the handshake runs on the
+/// connection's own task, under --header-timeout, so a client that never
+/// finishes it holds nothing but its slot, and not past that timeout.
+fn spawn_tls(
+    tls: Arc<Tls>,
+    sock: tokio::net::TcpStream,
+    mut info: ConnInfo,
+    shared: &Arc<Shared>,
+    slot: Option<OwnedSemaphorePermit>,
+) {
+    spawn_counted(shared, slot, move |shared| async move {
+        let s = &shared.settings;
+        let (deadline, stall) = (s.head_timeout, s.write_timeout);
+        if let Some(stream) = tls.accept(sock, &mut info, deadline, stall).await {
+            conn::serve(stream, Arc::new(info), shared, Wire::Http).await;
+        }
+    });
+}
+
+/// Run a connection's future on a task of its own, counted in `active`.
+fn spawn_counted<F: std::future::Future<Output = ()> + Send + 'static>(
+    shared: &Arc<Shared>,
+    slot: Option<OwnedSemaphorePermit>,
+    conn: impl FnOnce(Arc<Shared>) -> F,
+) {
     let guard = Counted::connection(shared.clone());
+    let fut = conn(guard.shared.clone());
     tokio::spawn(async move {
-        conn::serve(stream, info, guard.shared.clone(), wire).await;
+        fut.await;
         drop((guard, slot));
     });
 }
@@ -539,8 +573,14 @@ async fn accept_tcp(listener: TcpListener, wire: Wire, shared: Arc<Shared>) {
     let serve = |sock: tokio::net::TcpStream, peer, slot| {
         let _ = sock.set_nodelay(true);
         let trust = &shared.settings.forwarded_allow;
-        let info = Arc::new(ConnInfo::new(Some(peer), name.clone(), port.clone(), trust));
-        spawn_conn(Stream::tcp(sock, write_stall), info, wire, &shared, slot);
+        let info = ConnInfo::new(Some(peer), name.clone(), port.clone(), trust);
+        match (&shared.settings.tls, wire) {
+            (Some(tls), Wire::Http) => spawn_tls(tls.clone(), sock, info, &shared, slot),
+            _ => {
+                let stream = Stream::tcp(sock, write_stall);
+                spawn_conn(stream, Arc::new(info), wire, &shared, slot);
+            }
+        }
     };
     loop {
         let Some(slot) = shared.slot(&mut stop).await else {
