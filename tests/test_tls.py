@@ -82,18 +82,7 @@ class TlsConnection(RawConnection):
         self.buf = b""
         self.eof = False
 
-    def _fill(self) -> bool:
-        if self.eof:
-            return False
-        try:
-            data = self.sock.recv(65536)
-        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
+    CLOSED_ERRORS = (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 def url(server, path: str = "/") -> str:
