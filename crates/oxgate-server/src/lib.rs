@@ -7,6 +7,7 @@ mod conn;
 mod date;
 mod encode;
 pub mod handler;
+pub mod listener;
 pub mod logging;
 mod outbox;
 mod preamble;
