@@ -355,6 +355,9 @@ class RawResponse:
 class RawConnection:
     """A plain socket with a read buffer; parses responses exactly as they arrive."""
 
+    # What a read may raise when the peer is gone: counted as EOF.
+    CLOSED_ERRORS: tuple[type[BaseException], ...] = (ConnectionResetError,)
+
     def __init__(self, address, timeout: float = IO_TIMEOUT, family: int = socket.AF_INET):
         if family == socket.AF_UNIX:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -398,7 +401,7 @@ class RawConnection:
             return False
         try:
             data = self.sock.recv(65536)
-        except ConnectionResetError:
+        except self.CLOSED_ERRORS:
             data = b""
         if not data:
             self.eof = True

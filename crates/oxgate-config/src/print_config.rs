@@ -2,7 +2,7 @@
 //! and aligned, values written the way gunicorn prints its Python values
 //! (None, True, ['a', 'b']). Reads a `Config`; prints nothing itself.
 
-use crate::resolve::Config;
+use crate::resolve::{ClientCerts, Config};
 use crate::table::SETTINGS;
 
 /// "name = value" per setting, sorted by name, one per line (each line ends
@@ -49,6 +49,28 @@ pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
         "timeout" => cfg.timeout.to_string(),
         "max_requests" => cfg.max_requests.to_string(),
         "max_requests_jitter" => cfg.max_requests_jitter.to_string(),
+        "certfile" => opt(cfg.tls.as_ref().map(|t| t.certfile.display().to_string())),
+        "keyfile" => opt(cfg
+            .tls
+            .as_ref()
+            .and_then(|t| t.keyfile.as_ref())
+            .map(|p| p.display().to_string())),
+        "ca_certs" => opt(cfg
+            .tls
+            .as_ref()
+            .and_then(|t| t.ca_certs.as_ref())
+            .map(|p| p.display().to_string())),
+        "cert_reqs" => match cfg.tls.as_ref().map(|t| t.client_certs) {
+            Some(ClientCerts::Optional) => "1",
+            Some(ClientCerts::Required) => "2",
+            _ => "0",
+        }
+        .to_string(),
+        "tls_min_version" => match cfg.tls.as_ref().is_some_and(|t| t.tls13_only) {
+            true => "1.3",
+            false => "1.2",
+        }
+        .to_string(),
         "pidfile" => opt(cfg.pidfile.as_ref().map(|p| p.display().to_string())),
         "keepalive" => cfg.keepalive.to_string(),
         "graceful_timeout" => cfg.graceful_timeout.to_string(),

@@ -103,12 +103,35 @@ pub struct Config {
     pub access_log_skip: Vec<String>,
     /// Give each request an id (X-Request-ID).
     pub request_id: bool,
+    /// HTTPS on the TCP listeners; None = plain HTTP.
+    pub tls: Option<TlsConfig>,
     /// "-" = stderr.
     pub errorlog: String,
     pub loglevel: LogLevel,
     /// Also true when `print_config` is (gunicorn: print implies check).
     pub check_config: bool,
     pub print_config: bool,
+}
+
+/// --certfile and friends, checked to go together (the files themselves
+/// are read by each worker as it starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub certfile: PathBuf,
+    /// None: the key is in `certfile` (gunicorn's `load_cert_chain`).
+    pub keyfile: Option<PathBuf>,
+    pub ca_certs: Option<PathBuf>,
+    pub client_certs: ClientCerts,
+    /// TLS 1.3 only (--tls-min-version 1.3); else 1.2 and 1.3.
+    pub tls13_only: bool,
+}
+
+/// --cert-reqs: Python's ssl.CERT_NONE, CERT_OPTIONAL and CERT_REQUIRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCerts {
+    None,
+    Optional,
+    Required,
 }
 
 /// The request-head bounds to enforce, resolved from the three limit
@@ -224,6 +247,7 @@ pub fn build(
         access_log_format: m.access_log_format()?,
         access_log_skip: m.each("access_log_skip", value::parse_url_path)?,
         request_id: m.flag("request_id")?,
+        tls: m.tls()?,
         errorlog: m.text("errorlog")?.unwrap_or_else(|| "-".to_string()),
         loglevel: m.loglevel()?,
         check_config: m.flag("check_config")? || print_config,
@@ -333,6 +357,51 @@ impl<'a> Merged<'a> {
                 port: 8000,
             }]),
         }
+    }
+
+    /// --certfile, --keyfile, --ca-certs, --cert-reqs, --tls-min-version:
+    /// the combinations that cannot work are refused here, with the flag to fix.
+    fn tls(&self) -> Result<Option<TlsConfig>, ConfigError> {
+        let tls13_only = match self.get("tls_min_version") {
+            None => false,
+            Some(found) => match found.last().trim() {
+                "1.2" => false,
+                "1.3" => true,
+                raw => {
+                    let why = Problem::Expected("1.2 or 1.3".to_string());
+                    return Err(found.err(why, raw));
+                }
+            },
+        };
+        let client_certs = match self.int("cert_reqs", 0)? {
+            0 => ClientCerts::None,
+            1 => ClientCerts::Optional,
+            _ => ClientCerts::Required,
+        };
+        let certfile = self.text("certfile")?.map(PathBuf::from);
+        let keyfile = self.text("keyfile")?.map(PathBuf::from);
+        let ca_certs = self.text("ca_certs")?.map(PathBuf::from);
+        let Some(certfile) = certfile else {
+            if keyfile.is_some() {
+                return Err(ConfigError::new(
+                    "--keyfile needs --certfile (the server certificate it belongs to)",
+                ));
+            }
+            return Ok(None);
+        };
+        if client_certs != ClientCerts::None && ca_certs.is_none() {
+            return Err(ConfigError::new(
+                "--cert-reqs 1 or 2 needs --ca-certs (the CA that client certificates \
+                 must chain to)",
+            ));
+        }
+        Ok(Some(TlsConfig {
+            certfile,
+            keyfile,
+            ca_certs,
+            client_certs,
+            tls13_only,
+        }))
     }
 
     fn chdir(&self) -> Result<Option<PathBuf>, ConfigError> {

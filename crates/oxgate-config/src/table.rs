@@ -12,19 +12,21 @@ pub enum Section {
     ServerMechanics,
     StaticFiles,
     Security,
+    Ssl,
     Logging,
     Debugging,
 }
 
 impl Section {
     /// Listing order in --help and the docs.
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Section::ConfigFile,
         Section::ServerSocket,
         Section::WorkerProcesses,
         Section::ServerMechanics,
         Section::StaticFiles,
         Section::Security,
+        Section::Ssl,
         Section::Logging,
         Section::Debugging,
     ];
@@ -37,6 +39,7 @@ impl Section {
             Section::ServerMechanics => "Server Mechanics",
             Section::StaticFiles => "Static Files",
             Section::Security => "Security",
+            Section::Ssl => "SSL",
             Section::Logging => "Logging",
             Section::Debugging => "Debugging",
         }
@@ -738,6 +741,79 @@ pub static SETTINGS: &[Setting] = &[
         help: "Seconds browsers may cache a static file whose name has no content \
                hash (Cache-Control: public, max-age).",
         doc: "Hashed names are always cached for a year, as `immutable`.",
+    },
+    Setting {
+        name: "certfile",
+        section: Section::Ssl,
+        short: None,
+        long: Some("certfile"),
+        aliases: &[],
+        meta: "FILE",
+        kind: Kind::Path,
+        default: "None",
+        help: "Serve HTTPS: the server certificate (PEM), followed by its chain.",
+        doc: "With a certificate every TCP listener speaks TLS (1.2 and 1.3, \
+              with ALPN `http/1.1`); unix sockets and `uwsgi:` listeners stay \
+              plain. The file holds the server's certificate first, then any \
+              intermediate certificates. Each worker reads the files when it \
+              starts, so a HUP (which replaces the workers) picks up renewed \
+              certificates. See docs/tls.md.",
+    },
+    Setting {
+        name: "keyfile",
+        section: Section::Ssl,
+        short: None,
+        long: Some("keyfile"),
+        aliases: &[],
+        meta: "FILE",
+        kind: Kind::Path,
+        default: "None",
+        help: "The private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC) of --certfile.",
+        doc: "When not set, the key is read from --certfile, as gunicorn \
+              (Python's `load_cert_chain`) does. Start-up fails with one line \
+              when the key does not match the certificate.",
+    },
+    Setting {
+        name: "ca_certs",
+        section: Section::Ssl,
+        short: None,
+        long: Some("ca-certs"),
+        aliases: &[],
+        meta: "FILE",
+        kind: Kind::Path,
+        default: "None",
+        help: "CA certificates (PEM) that client certificates must chain to.",
+        doc: "Used with --cert-reqs 1 or 2 (mutual TLS).",
+    },
+    Setting {
+        name: "cert_reqs",
+        section: Section::Ssl,
+        short: None,
+        long: Some("cert-reqs"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int { min: 0, max: 2 },
+        default: "0",
+        help: "Client certificates: 0 not asked for, 1 optional, 2 required \
+               (Python's ssl.CERT_NONE/OPTIONAL/REQUIRED).",
+        doc: "With 1 or 2, --ca-certs is needed. A client certificate that does \
+              not chain to --ca-certs fails the handshake, as does none at all \
+              with 2. The app sees a verified certificate as `SSL_CLIENT_VERIFY` \
+              `SUCCESS`, `SSL_CLIENT_S_DN` (its subject, RFC 4514) and \
+              `SSL_CLIENT_CERT` (PEM); with 1 and no certificate, \
+              `SSL_CLIENT_VERIFY` is `NONE`.",
+    },
+    Setting {
+        name: "tls_min_version",
+        section: Section::Ssl,
+        short: None,
+        long: Some("tls-min-version"),
+        aliases: &[],
+        meta: "VERSION",
+        kind: Kind::Text,
+        default: "1.2",
+        help: "The oldest TLS version accepted: 1.2 or 1.3.",
+        doc: "TLS 1.0 and 1.1 are never offered.",
     },
     Setting {
         name: "limit_request_line",

@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use oxgate_config::{
-    build, parse_args, parse_env_args, print_config, Bind, Command, Config, Layer, LogLevel,
+    build, parse_args, parse_env_args, print_config, Bind, ClientCerts, Command, Config, Layer,
+    LogLevel, TlsConfig,
 };
 
 fn cli(list: &[&str]) -> Layer {
@@ -450,6 +451,9 @@ accesslog                = None
 backlog                  = 2048
 bind                     = ['[::1]:1', 'unix:/s']
 body_timeout             = 30
+ca_certs                 = None
+cert_reqs                = 0
+certfile                 = None
 chdir                    = .
 check_config             = True
 config                   = None
@@ -461,6 +465,7 @@ graceful_timeout         = 30
 group                    = None
 header_timeout           = 10
 keepalive                = 2
+keyfile                  = None
 limit_request_body       = 0
 limit_request_field_size = 8190
 limit_request_fields     = 100
@@ -488,6 +493,7 @@ static_map               = []
 static_max_age           = 60
 threads                  = 1
 timeout                  = 30
+tls_min_version          = 1.2
 umask                    = 0
 user                     = None
 worker_connections       = 1000
@@ -572,4 +578,60 @@ fn request_id_and_json_format_are_settings_like_any_other() {
     assert_eq!(cfg.access_log_format.as_str(), "json");
     let cfg = build(&[file(&[("request_id", &["True"])])], &no_env).unwrap();
     assert!(cfg.request_id);
+}
+
+#[test]
+fn tls_settings_from_flags_and_config_file() {
+    assert_eq!(defaults().tls, None);
+    let cfg = build(
+        &[
+            file(&[("ca_certs", &["ca.pem"]), ("cert_reqs", &["1"])]),
+            cli(&[
+                "--certfile",
+                "c.pem",
+                "--keyfile",
+                "k.pem",
+                "--tls-min-version",
+                "1.3",
+            ]),
+        ],
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.tls,
+        Some(TlsConfig {
+            certfile: "c.pem".into(),
+            keyfile: Some("k.pem".into()),
+            ca_certs: Some("ca.pem".into()),
+            client_certs: ClientCerts::Optional,
+            tls13_only: true,
+        })
+    );
+    let printed = print_config(&cfg);
+    assert!(
+        printed.contains("cert_reqs                = 1\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("tls_min_version          = 1.3\n"),
+        "{printed}"
+    );
+    // The key may sit in the certificate file, as Python's load_cert_chain allows.
+    let cfg = build(&[cli(&["--certfile", "both.pem"])], &no_env).unwrap();
+    assert_eq!(cfg.tls.unwrap().keyfile, None);
+}
+
+#[test]
+fn tls_settings_that_cannot_work_are_refused() {
+    let err = |args: &[&str]| build(&[cli(args)], &no_env).unwrap_err().to_string();
+    assert_eq!(
+        err(&["--keyfile", "k.pem"]),
+        "--keyfile needs --certfile (the server certificate it belongs to)"
+    );
+    assert!(err(&["--certfile", "c", "--cert-reqs", "2"]).starts_with("--cert-reqs 1 or 2 needs"));
+    assert_eq!(
+        err(&["--tls-min-version", "1.0"]),
+        "invalid value '1.0' for '--tls-min-version': expected 1.2 or 1.3"
+    );
 }

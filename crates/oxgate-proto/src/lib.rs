@@ -17,6 +17,7 @@ mod syntax;
 pub mod trust;
 pub mod uwsgi;
 pub mod validators;
+pub mod x509;
 
 pub use chunked::{ChunkedDecoder, DecodeStep};
 pub use error::ProtoError;

@@ -137,6 +137,11 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
         Ok(_) => {}
         Err(e) => log::warn!("cannot raise the open-files limit: {e}"),
     }
+    if let Some(files) = &cfg.tls {
+        // Checked here for the one-line error; each worker reads them again.
+        oxgate_server::Tls::load(files)
+            .map_err(|e| Fail::boot(format!("cannot serve TLS: {e}")))?;
+    }
     let mut listeners = Vec::new();
     // From a master we replace (USR2: the socket files become ours), else
     // from systemd (which owns its files).
@@ -157,7 +162,15 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
         listeners.push(l);
     }
     let relaunch_fds: Vec<_> = listeners.iter().map(Listener::raw_fd).collect();
-    let urls: Vec<String> = listeners.iter().map(Listener::url).collect();
+    let urls: Vec<String> = listeners
+        .iter()
+        .map(Listener::url)
+        // With TLS every plain-HTTP TCP listener is an HTTPS one.
+        .map(|url| match (&cfg.tls, url.strip_prefix("http://")) {
+            (Some(_), Some(addr)) => format!("https://{addr}"),
+            _ => url,
+        })
+        .collect();
     let unix_paths: Vec<_> = listeners
         .iter()
         .filter_map(Listener::unix_path)

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use oxgate_proto::environ::percent_decode;
 use oxgate_proto::forwarded::Scheme;
 use oxgate_proto::{BodyFraming, RequestHead, TrustList};
-use oxgate_server::ConnInfo;
+use oxgate_server::{ClientCert, ConnInfo};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -248,6 +248,8 @@ fn connection_base<'py>(
     let env = ctx.base.bind(py).copy()?;
     if conn.https {
         env.set_item(intern!(py, "wsgi.url_scheme"), "https")?;
+        env.set_item(intern!(py, "HTTPS"), "on")?;
+        client_cert(py, conn, &env)?;
     }
     let (name, port) = server(host, conn);
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
@@ -269,6 +271,21 @@ fn connection_base<'py>(
     // The template is never the request's own dict: the app may change that.
     kept.template = Some((host.map(str::to_owned), env.clone().unbind()));
     env.copy()
+}
+
+/// mod_ssl's names for a client certificate, when --cert-reqs asked for
+/// one: in the connection's template, so a request pays nothing for them.
+fn client_cert(py: Python<'_>, conn: &ConnInfo, env: &Bound<'_, PyDict>) -> PyResult<()> {
+    match &conn.client_cert {
+        ClientCert::NotAsked => {}
+        ClientCert::Absent => env.set_item(intern!(py, "SSL_CLIENT_VERIFY"), "NONE")?,
+        ClientCert::Verified { subject, pem } => {
+            env.set_item(intern!(py, "SSL_CLIENT_VERIFY"), "SUCCESS")?;
+            env.set_item(intern!(py, "SSL_CLIENT_S_DN"), subject)?;
+            env.set_item(intern!(py, "SSL_CLIENT_CERT"), pem)?;
+        }
+    }
+    Ok(())
 }
 
 /// The HTTP_* (and CONTENT_*) entries, one per header name: RFC 9110

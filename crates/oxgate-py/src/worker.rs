@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oxgate_config::Config;
 use oxgate_proto::Limits;
-use oxgate_server::{AccessLog, Listener, Settings, Shared, StaticFiles, Stopped};
+use oxgate_server::{AccessLog, Listener, Settings, Shared, StaticFiles, Stopped, Tls};
 use oxgate_supervisor::{ForkHooks, WorkerContext, WorkerHost};
 use pyo3::prelude::*;
 
@@ -232,6 +232,14 @@ fn worker_main(
         ),
         None => None,
     };
+    // Read at each worker's start, so a HUP serves renewed certificates;
+    // before dropping privileges, so the key may be readable by root alone.
+    let tls = match &cfg.tls {
+        Some(files) => Some(Arc::new(
+            Tls::load(files).map_err(|e| Fail::boot(format!("cannot serve TLS: {e}")))?,
+        )),
+        None => None,
+    };
     // Logs were opened with the master's rights; the app runs with these.
     // Parsing the app spec needs `ast`, which the new user may not be able
     // to read from the interpreter's install: import it while we still can.
@@ -290,6 +298,7 @@ fn worker_main(
             .then(|| Arc::new(cfg.proxy_allow_ips.clone())),
         statics,
         request_id: cfg.request_id,
+        tls,
     };
     let mut shared = Shared::new(settings, Arc::new(pool), access_log);
     let beat = ctx.clone();

@@ -90,7 +90,11 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                 };
                 let mut enc = Encoder::new(&head, std::mem::take(&mut spare));
                 enc.request_id.clone_from(&request_id);
-                let (mut exchange, responder, call) = if pump.is_none() && shared.handler.inline() {
+                // Inline calls write from the app's thread straight to the
+                // socket (`raw_fd`), which TLS cannot allow: those take the
+                // channel path.
+                let inline = pump.is_none() && !stream.is_tls() && shared.handler.inline();
+                let (mut exchange, responder, call) = if inline {
                     // The app runs here and now, on this thread: no hand-off. The
                     // encoder comes back into the exchange when the call ends.
                     let (responder, call) = Responder::inline(
@@ -345,7 +349,7 @@ impl Exchange {
                             match step {
                                 Step::Continue => {
                                     if !self.enc.head_written
-                                        && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+                                        && send_continue(stream).await.is_err()
                                     {
                                         return false;
                                     }
@@ -392,6 +396,12 @@ impl Exchange {
         }
         true
     }
+}
+
+/// RFC 9110 section 10.1.1: the client may send the body now.
+async fn send_continue(stream: &mut Stream) -> std::io::Result<()> {
+    stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+    stream.flush_tls().await
 }
 
 /// Answer a request we will not serve, then close.

@@ -265,7 +265,7 @@ impl Encoder {
                 stream.write_all(&self.out).await?;
                 self.out.clear();
             }
-            return Ok(());
+            return stream.flush_tls().await;
         }
         self.seal();
         while !self.items.is_empty() {
@@ -276,7 +276,7 @@ impl Encoder {
                 None => self.write_data_run(stream).await?,
             }
         }
-        Ok(())
+        stream.flush_tls().await
     }
 
     /// The file at the front, taken off the queue; None when data is first.

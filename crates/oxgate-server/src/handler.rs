@@ -35,11 +35,30 @@ pub struct ConnInfo {
     /// The client reached the proxy over TLS (a PROXY v2 header, or a
     /// uwsgi packet's HTTPS variable, said so).
     pub https: bool,
+    /// The client certificate of a TLS connection, when --cert-reqs asks.
+    pub client_cert: ClientCert,
     /// CGI variables a uwsgi proxy sent, for the environ as they came.
     pub cgi: Vec<(String, Vec<u8>)>,
     /// What the app side keeps from one request of this connection to the
     /// next (the Python side: environ strings it can reuse).
     pub app_state: AppState,
+}
+
+/// What a TLS handshake learnt of the client's certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClientCert {
+    /// Plain HTTP, or TLS without --cert-reqs.
+    #[default]
+    NotAsked,
+    /// Asked for (--cert-reqs 1) and not given.
+    Absent,
+    /// Given, and verified against --ca-certs.
+    Verified {
+        /// The subject as an RFC 4514 string ("CN=client,O=Example").
+        subject: String,
+        /// The certificate in PEM.
+        pem: String,
+    },
 }
 
 /// A slot the app side fills with a type of its own. A connection's
@@ -85,6 +104,7 @@ impl ConnInfo {
             peer_text,
             forwarded: trusted.then(|| trust.clone()),
             https: false,
+            client_cert: ClientCert::NotAsked,
             cgi: Vec::new(),
             app_state: AppState::default(),
         }

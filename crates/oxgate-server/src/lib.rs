@@ -7,6 +7,7 @@ mod conn;
 mod date;
 mod encode;
 pub mod handler;
+pub mod listener;
 pub mod logging;
 mod outbox;
 mod preamble;
@@ -16,14 +17,16 @@ pub mod server;
 mod static_files;
 mod stream;
 mod sync_io;
+mod tls;
 mod write;
 
 pub use access_log::AccessLog;
 pub use handler::{
-    BodyError, BodyStream, ConnInfo, Disconnected, Handler, Request, RequestBody, Responder,
-    ResponseHead, ResponseMsg, WholeBody,
+    BodyError, BodyStream, ClientCert, ConnInfo, Disconnected, Handler, Request, RequestBody,
+    Responder, ResponseHead, ResponseMsg, WholeBody,
 };
 pub use outbox::flush_responses;
 pub use request_id::{RequestId, RequestIds};
 pub use server::{run, BindError, Listener, Settings, Shared, Stopped, Wire};
 pub use static_files::StaticFiles;
+pub use tls::{Tls, TlsError};

@@ -1,10 +1,12 @@
-//! One accepted connection, TCP or unix, behind a single type; owns the
-//! sendfile(2) path and the write-stall timeout. Knows nothing of HTTP.
+//! One accepted connection, TCP, TLS over TCP, or unix, behind a single
+//! type; owns the sendfile(2) path (a copy through the cipher for TLS) and
+//! the write-stall timeout. Knows nothing of HTTP.
 
 use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,13 +14,19 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Sleep;
+use tokio_rustls::server::TlsStream;
 
 use crate::sync_io;
 
 enum Io {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Boxed: rustls's connection state is large, and most streams are plain.
+    Tls(Box<TlsStream<TcpStream>>),
 }
+
+/// Bytes of a file read per write when it cannot go by sendfile(2) (TLS).
+const FILE_CHUNK: usize = 64 * 1024;
 
 pub struct Stream {
     io: Io,
@@ -43,6 +51,25 @@ impl Stream {
         Self::new(Io::Unix(s), write_stall)
     }
 
+    pub fn tls(s: TlsStream<TcpStream>, write_stall: Duration) -> Self {
+        Self::new(Io::Tls(Box::new(s)), write_stall)
+    }
+
+    /// Encrypted: writes must go through this type, never to `raw_fd`.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self.io, Io::Tls(_))
+    }
+
+    /// Push out what TLS holds back: rustls may keep encrypted bytes when
+    /// the socket is full, which only a flush (or the next write) sends.
+    /// A no-op for plain streams, which keep nothing.
+    pub(crate) async fn flush_tls(&mut self) -> io::Result<()> {
+        if self.is_tls() {
+            tokio::io::AsyncWriteExt::flush(self).await?;
+        }
+        Ok(())
+    }
+
     fn new(io: Io, write_stall: Duration) -> Self {
         let write_stall = if write_stall.is_zero() {
             NO_STALL_LIMIT
@@ -61,6 +88,7 @@ impl Stream {
             match &self.io {
                 Io::Tcp(s) => s.writable().await,
                 Io::Unix(s) => s.writable().await,
+                Io::Tls(s) => s.get_ref().0.writable().await,
             }
         };
         tokio::time::timeout(self.write_stall, ready)
@@ -72,19 +100,27 @@ impl Stream {
         match &self.io {
             Io::Tcp(s) => s.try_io(Interest::WRITABLE, f),
             Io::Unix(s) => s.try_io(Interest::WRITABLE, f),
+            Io::Tls(s) => s.get_ref().0.try_io(Interest::WRITABLE, f),
         }
     }
 
+    /// The socket, for writes from a thread without the runtime. Never for
+    /// a TLS stream: bytes written there would bypass the cipher.
     pub(crate) fn raw_fd(&self) -> i32 {
         match &self.io {
             Io::Tcp(s) => s.as_raw_fd(),
             Io::Unix(s) => s.as_raw_fd(),
+            Io::Tls(s) => s.get_ref().0.as_raw_fd(),
         }
     }
 
     /// Send `len` bytes of `file` from `offset` with sendfile(2); the kernel
-    /// copies from the page cache to the socket, no userspace copy.
-    pub async fn sendfile(&self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+    /// copies from the page cache to the socket, no userspace copy. Over
+    /// TLS the bytes must be encrypted here: read and written in chunks.
+    pub async fn sendfile(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+        if self.is_tls() {
+            return self.copy_file(file, offset, len).await;
+        }
         let mut off = sync_io::file_offset(offset)?;
         let mut left = len;
         let sock = self.raw_fd();
@@ -101,6 +137,28 @@ impl Stream {
             }
         }
         Ok(len - left)
+    }
+
+    /// `len` bytes of `file` from `offset` through the stream's writes.
+    async fn copy_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let mut chunk = vec![0u8; FILE_CHUNK.min(usize::try_from(len).unwrap_or(FILE_CHUNK))];
+        let mut sent = 0u64;
+        while sent < len {
+            let want = chunk
+                .len()
+                .min(usize::try_from(len - sent).unwrap_or(usize::MAX));
+            // A page-cache read, as blocking as sendfile(2) itself would be.
+            let n = match file.read_at(&mut chunk[..want], offset + sent) {
+                Ok(0) => break, // the file is shorter than promised
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.write_all(&chunk[..n]).await?;
+            sent += n as u64;
+        }
+        Ok(sent)
     }
 
     /// After a write returned Pending: fail once the stall timer fires.
@@ -150,6 +208,7 @@ impl AsyncRead for Stream {
         match &mut self.get_mut().io {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -163,6 +222,7 @@ impl AsyncWrite for Stream {
         self.get_mut().timed(cx, |io, cx| match io {
             Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Io::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         })
     }
 
@@ -174,6 +234,7 @@ impl AsyncWrite for Stream {
         self.get_mut().timed(cx, |io, cx| match io {
             Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         })
     }
 
@@ -185,6 +246,7 @@ impl AsyncWrite for Stream {
         self.get_mut().timed(cx, |io, cx| match io {
             Io::Tcp(s) => Pin::new(s).poll_flush(cx),
             Io::Unix(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         })
     }
 
@@ -192,6 +254,7 @@ impl AsyncWrite for Stream {
         self.get_mut().timed(cx, |io, cx| match io {
             Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Io::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         })
     }
 }
