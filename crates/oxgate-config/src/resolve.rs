@@ -103,6 +103,8 @@ pub struct Config {
     pub access_log_skip: Vec<String>,
     /// Give each request an id (X-Request-ID).
     pub request_id: bool,
+    /// Where the master serves /metrics and the status page; None = off.
+    pub metrics_bind: Option<Bind>,
     /// "-" = stderr.
     pub errorlog: String,
     pub loglevel: LogLevel,
@@ -224,6 +226,7 @@ pub fn build(
         access_log_format: m.access_log_format()?,
         access_log_skip: m.each("access_log_skip", value::parse_url_path)?,
         request_id: m.flag("request_id")?,
+        metrics_bind: m.tcp_address("metrics_bind")?,
         errorlog: m.text("errorlog")?.unwrap_or_else(|| "-".to_string()),
         loglevel: m.loglevel()?,
         check_config: m.flag("check_config")? || print_config,
@@ -304,6 +307,15 @@ impl<'a> Merged<'a> {
             return Ok(None);
         };
         value::parse_text(found.last())
+            .map(Some)
+            .map_err(|p| found.err(p, found.last()))
+    }
+
+    fn tcp_address(&self, name: &str) -> Result<Option<Bind>, ConfigError> {
+        let Some(found) = self.get(name) else {
+            return Ok(None);
+        };
+        value::parse_tcp_address(found.last())
             .map(Some)
             .map_err(|p| found.err(p, found.last()))
     }

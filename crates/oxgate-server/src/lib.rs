@@ -8,6 +8,7 @@ mod date;
 mod encode;
 pub mod handler;
 pub mod logging;
+pub mod observe;
 mod outbox;
 mod preamble;
 pub mod request_id;
@@ -23,6 +24,7 @@ pub use handler::{
     BodyError, BodyStream, ConnInfo, Disconnected, Handler, Request, RequestBody, Responder,
     ResponseHead, ResponseMsg, WholeBody,
 };
+pub use observe::{Observer, SlowClient};
 pub use outbox::flush_responses;
 pub use request_id::{RequestId, RequestIds};
 pub use server::{run, BindError, Listener, Settings, Shared, Stopped, Wire};
