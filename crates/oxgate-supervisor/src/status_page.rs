@@ -68,6 +68,14 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
+/// A request's duration: fractions of a millisecond still show.
+fn human_us(us: u64) -> String {
+    match us {
+        0..=9_999 => format!("{:.2} ms", us as f64 / 1000.0),
+        _ => human_ms(us / 1000),
+    }
+}
+
 fn mib(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "-".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
 }
@@ -191,7 +199,7 @@ fn slowest(o: &mut String, v: &View) {
             o,
             "<tr><td class=\"num\">{}</td><td class=\"s{}\">{}</td><td>{}</td>\
              <td class=\"path\">{}</td><td>{pid}</td><td class=\"num\">{}</td></tr>",
-            human_ms(s.took_us / 1000),
+            human_us(s.took_us),
             s.status / 100,
             s.status,
             escape(method),
@@ -222,6 +230,8 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(75)), "1m 15s");
         assert_eq!(human_duration(Duration::from_secs(90_000)), "1d 1h");
         assert_eq!(human_ms(1500), "1.50 s");
+        assert_eq!(human_us(420), "0.42 ms");
+        assert_eq!(human_us(25_000), "25 ms");
         assert_eq!(split("GET /a b"), ("GET", "/a b"));
     }
 }
