@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -268,7 +267,8 @@ def test_in_flight_counts_a_request_held_in_a_slow_app(oxgate):
         lambda: value(scrape(addr), "oxgate_requests_in_flight") == 0, 10, "no request in flight"
     )
     # It is now among the slowest recent requests.
-    assert re.search(r"<td class=\"num\">2\.\d\d s</td><td class=\"s2\">200</td>", status_page(addr))
+    slow_row = r'<td class="num">2\.\d\d s</td><td class="s2">200</td>'
+    assert re.search(slow_row, status_page(addr))
 
 
 def test_requests_refused_with_503_are_counted(oxgate):
@@ -375,7 +375,9 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    chromium() is None, reason="chromium is not installed (apt-get install chromium)"
+)
 def test_headless_chromium_renders_the_status_page_to_a_png(oxgate, tmp_path: Path):
     server = oxgate("metrics_app", "-w", "2", "--threads", "2", "--metrics-bind", "127.0.0.1:0")
     wait_ready(server, 2)

@@ -94,7 +94,8 @@ impl Admin {
     pub(crate) fn turn(&mut self, render: &mut dyn FnMut(Page) -> Reply) {
         self.accept();
         let now = Instant::now();
-        self.conns.retain_mut(|c| now < c.deadline && c.advance(render));
+        self.conns
+            .retain_mut(|c| now < c.deadline && c.advance(render));
     }
 
     fn accept(&mut self) {

@@ -216,7 +216,6 @@ impl SlotCounters {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-
     fn publish(&self, i: usize, took_us: u64, at_ms: u64, status: u16, what: &[&str]) {
         let Some(e) = self.slowest.get(i) else {
             return;
@@ -389,7 +388,11 @@ mod tests {
         let mut seen: Vec<u64> = c.slowest(0).iter().map(|s| s.took_us / 1000).collect();
         seen.sort_unstable();
         assert_eq!(seen, (13..=20).collect::<Vec<_>>());
-        let s = c.slowest(0).into_iter().find(|s| s.took_us == 20_000).unwrap();
+        let s = c
+            .slowest(0)
+            .into_iter()
+            .find(|s| s.took_us == 20_000)
+            .unwrap();
         assert_eq!((s.what.as_str(), s.status), ("GET /20", 200));
         // A fast one a minute later replaces an aged-out entry.
         t.offer(&c, 1, 1020 + SLOW_WINDOW_MS, 404, &["HEAD /late"]);

@@ -22,11 +22,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use counters::{method_index, Slow, SlowTracker};
 pub use fork::{daemonize, ForkHooks, WorkerHost};
 pub use identity::{lookup_group, lookup_user, Identity};
 pub use master::{run, Exit, STACK_SIGNAL};
 pub use rlimit::raise_open_files;
-pub use counters::{method_index, Slow, SlowTracker};
 pub use scoreboard::{now_us, Scoreboard, THREAD_CELLS};
 
 /// Exit code of a worker that could not start serving (sockets, logs).

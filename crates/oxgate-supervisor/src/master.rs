@@ -104,7 +104,10 @@ pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -
     let admin = match &cfg.metrics_bind {
         Some((host, port)) => {
             let admin = Admin::bind(host, *port).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot bind --metrics-bind {host}:{port}: {e}"))
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot bind --metrics-bind {host}:{port}: {e}"),
+                )
             })?;
             if let Ok(addr) = admin.local_addr() {
                 log::info!("Metrics at: http://{addr}/metrics, status page at http://{addr}/");

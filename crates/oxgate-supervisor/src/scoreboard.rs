@@ -140,7 +140,9 @@ impl Scoreboard {
 
     /// The longest-running request of a worker: (started ms, description).
     pub fn oldest_request(&self, slot: usize) -> Option<(u64, String)> {
-        self.running(slot).into_iter().min_by_key(|(since, _)| *since)
+        self.running(slot)
+            .into_iter()
+            .min_by_key(|(since, _)| *since)
     }
 
     /// The requests a worker's app threads run: (started ms, description).

@@ -77,7 +77,10 @@ fn human_us(us: u64) -> String {
 }
 
 fn mib(bytes: Option<u64>) -> String {
-    bytes.map_or_else(|| "-".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+    bytes.map_or_else(
+        || "-".into(),
+        |b| format!("{:.1} MiB", b as f64 / 1048576.0),
+    )
 }
 
 /// "GET /path" into its method and path.
@@ -124,9 +127,9 @@ pub(crate) fn render(v: &View) -> String {
         .zip(&v.restarts)
         .map(|(c, n)| format!("{c}: {n}"))
         .collect();
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<h2>Worker restarts</h2><p>{}</p></main></body></html>\n",
+        "<h2>Worker restarts</h2><p>{}</p></main></body></html>",
         causes.join(" &middot; ")
     );
     o
