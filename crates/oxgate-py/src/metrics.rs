@@ -46,11 +46,13 @@ impl Observer for SlotObserver {
         self.worker.scoreboard.request_ended(self.worker.slot);
     }
 
-    fn answered(&self, head: &RequestHead, status: u16, took_us: u64) {
+    fn answered(&self, head: &RequestHead, status: u16, since_us: Option<u64>) {
+        let now = oxgate_server::observe::now_us();
+        let took_us = since_us.map_or(0, |t| now.saturating_sub(t));
         let (board, slot) = (&self.worker.scoreboard, self.worker.slot);
         board.request_answered(slot, method_index(head.method()), status, took_us);
         let what = [head.method(), " ", head.path()];
-        board.offer_slow(slot, &self.slowest, took_us, status, &what);
+        board.offer_slow(slot, &self.slowest, took_us, now / 1000, status, &what);
     }
 
     fn refused(&self) {

@@ -217,7 +217,7 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
 fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
     let w = &shared.worker;
     if let Some(ready) = req.ready_at {
-        let waited = u64::try_from(ready.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let waited = oxgate_server::observe::now_us().saturating_sub(ready);
         w.scoreboard.queue_waited(w.slot, waited);
     }
     w.scoreboard

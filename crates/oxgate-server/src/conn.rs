@@ -16,7 +16,7 @@ use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
 use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
-use crate::observe::{InFlight, SlowClient};
+use crate::observe::{now_us, InFlight, SlowClient};
 use crate::preamble::{proxy_header, uwsgi_packet};
 use crate::request_id::RequestId;
 use crate::server::{Shared, Wire};
@@ -63,7 +63,9 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             .access_log
             .as_ref()
             .filter(|log| log.wants(head.path()));
-        let started = (logged.is_some() || observer.is_some()).then(Instant::now);
+        let started = logged.map(|_| Instant::now());
+        // The metrics' clock: plain microseconds, cheap to subtract.
+        let since = observer.map(|_| now_us());
         let request_id = shared.ids.as_ref().map(|ids| ids.for_request(&head));
         let routed = shared
             .settings
@@ -94,7 +96,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                             if e == ProtoError::RequestTimeout {
                                 o.slow_client(SlowClient::Body);
                             }
-                            o.answered(&head, e.status(), micros_since(started));
+                            o.answered(&head, e.status(), since);
                         }
                         return refuse(stream, &e).await;
                     }
@@ -125,7 +127,11 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                     conn: info.clone(),
                     responder,
                     request_id: request_id.clone(),
-                    ready_at: observer.and(started).map(|_| Instant::now()),
+                    // Without a body, ready as soon as the head was read.
+                    ready_at: since.map(|t| match head.framing {
+                        BodyFraming::None => t,
+                        _ => now_us(),
+                    }),
                 };
                 let queued = match call {
                     Some(call) => match shared.handler.call_inline(req) {
@@ -150,7 +156,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                             shared.refused.fetch_add(1, Ordering::Relaxed);
                             if let Some(o) = observer {
                                 o.refused();
-                                o.answered(&head, 503, micros_since(started));
+                                o.answered(&head, 503, since);
                             }
                             let mut out = Vec::new();
                             simple_response(
@@ -190,7 +196,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             }
             // Nothing answered (the client left first): in flight, not counted.
             if enc.status >= 100 {
-                o.answered(&head, enc.status, micros_since(started));
+                o.answered(&head, enc.status, since);
             }
         }
         if let (Some(log), Some(started)) = (logged, started) {
@@ -420,13 +426,6 @@ impl Exchange {
         }
         true
     }
-}
-
-/// Microseconds since `started` (set whenever there is an observer).
-fn micros_since(started: Option<Instant>) -> u64 {
-    started.map_or(0, |t| {
-        u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
-    })
 }
 
 /// Refuse what came before a whole head, and count it.

@@ -119,8 +119,9 @@ pub struct Request {
     /// Set when --request-id is on.
     pub request_id: Option<Arc<RequestId>>,
     /// When the request was ready for the app (head read, buffered body
-    /// in): set only with an observer, which wants the queue wait.
-    pub ready_at: Option<std::time::Instant>,
+    /// in), in `observe::now_us` microseconds: set only with an observer,
+    /// which wants the queue wait.
+    pub ready_at: Option<u64>,
 }
 
 /// The application side of the server. `call` must not block: it queues.

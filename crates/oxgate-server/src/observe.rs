@@ -23,14 +23,28 @@ pub trait Observer: Send + Sync {
     fn started(&self);
     /// That request is over, answered or not (called on every path).
     fn ended(&self);
-    /// A response to `head` with `status` ended `took_us` after its head.
-    fn answered(&self, head: &RequestHead, status: u16, took_us: u64);
+    /// A response to `head` with `status` ended; its head was read at
+    /// `since_us` (`now_us` microseconds).
+    fn answered(&self, head: &RequestHead, status: u16, since_us: Option<u64>);
     /// Refused with 503: the request queue was full.
     fn refused(&self);
     /// Answered with `status` before a whole head arrived (malformed, too
     /// large, too slow, bad PROXY or uwsgi preamble).
     fn invalid(&self, status: u16);
     fn slow_client(&self, kind: SlowClient);
+}
+
+/// Microseconds on the monotonic clock (the metrics' clock: a u64 to
+/// subtract, where `Instant` costs a checked timespec subtraction and a
+/// 128-bit division per duration).
+pub fn now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1000
 }
 
 /// Response writes that made no progress for --write-timeout, in this

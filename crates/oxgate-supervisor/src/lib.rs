@@ -27,7 +27,7 @@ pub use fork::{daemonize, ForkHooks, WorkerHost};
 pub use identity::{lookup_group, lookup_user, Identity};
 pub use master::{run, Exit, STACK_SIGNAL};
 pub use rlimit::raise_open_files;
-pub use scoreboard::{now_us, Scoreboard, THREAD_CELLS};
+pub use scoreboard::{Scoreboard, THREAD_CELLS};
 
 /// Exit code of a worker that could not start serving (sockets, logs).
 pub const EXIT_BOOT: i32 = 3;

@@ -49,18 +49,7 @@ pub fn now_ms() -> u64 {
     };
     // SAFETY: clock_gettime fills the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    now_us() / 1000
-}
-
-/// Microseconds on the system-wide monotonic clock.
-pub fn now_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1000
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
 impl Scoreboard {
@@ -189,17 +178,19 @@ impl Scoreboard {
         self.cell(slot).counters.invalid();
     }
 
-    /// Offer a finished request to the worker's ring of slowest ones.
+    /// Offer a request that ended at `now_ms` (`now_ms()`'s clock) to the
+    /// worker's ring of slowest ones.
     pub fn offer_slow(
         &self,
         slot: usize,
         tracker: &SlowTracker,
         took_us: u64,
+        now_ms: u64,
         status: u16,
         what: &[&str],
     ) {
         let cell = &self.cell(slot).counters;
-        tracker.offer(cell, took_us, now_ms(), status, what);
+        tracker.offer(cell, took_us, now_ms, status, what);
     }
 
     /// A request waited this long for an app thread.
