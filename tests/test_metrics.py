@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from processes import wait_ready
-from support import RawConnection, simple_request, wait_until
+from support import RawConnection, run_oxgate, simple_request, wait_until
 
 METRICS_RE = re.compile(r"Metrics at: http://(\S+)/metrics")
 SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
@@ -337,16 +337,22 @@ def test_metrics_are_off_by_default_and_unix_addresses_are_refused(oxgate):
     server = oxgate("metrics_app")
     wait_ready(server, 1)
     assert "Metrics at:" not in server.stderr_text()
-    bad = subprocess.run(
-        [*server.args[:3], "metrics_app", "--metrics-bind", "unix:/tmp/m.sock"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=server.env,
-        cwd=server.cwd,
-    )
+    bad = run_oxgate(["metrics_app", "--metrics-bind", "unix:/tmp/m.sock"])
     assert bad.returncode == 2, bad.stderr
     assert "--metrics-bind" in bad.stderr and "a TCP HOST:PORT" in bad.stderr, bad.stderr
+
+
+def test_a_metrics_port_in_use_stops_the_master_before_any_worker_boots():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_oxgate(
+            ["metrics_app", "--bind", "127.0.0.1:0", "--metrics-bind", f"127.0.0.1:{port}"]
+        )
+    assert result.returncode == 3, result.stderr
+    assert f"cannot bind --metrics-bind 127.0.0.1:{port}" in result.stderr, result.stderr
+    assert "Booting worker" not in result.stderr
 
 
 # --- the status page ----------------------------------------------------------------------------

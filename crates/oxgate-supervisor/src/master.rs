@@ -101,21 +101,7 @@ pub struct Exit {
 pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -> io::Result<Exit> {
     let signals = SignalPipe::install()?;
     let board = Arc::new(Scoreboard::new(SLOTS)?);
-    let admin = match &cfg.metrics_bind {
-        Some((host, port)) => {
-            let admin = Admin::bind(host, *port).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot bind --metrics-bind {host}:{port}: {e}"),
-                )
-            })?;
-            if let Ok(addr) = admin.local_addr() {
-                log::info!("Metrics at: http://{addr}/metrics, status page at http://{addr}/");
-            }
-            Some(admin)
-        }
-        None => None,
-    };
+    let admin = endpoint::bind(&cfg)?;
     if let Some(path) = &cfg.pidfile {
         std::fs::write(path, format!("{}\n", std::process::id()))?;
     }

@@ -2,12 +2,30 @@
 //! the master loop and answers from the master's own bookkeeping and the
 //! scoreboard. Rendering lives in `exposition` and `status_page`.
 
+use std::io;
 use std::time::Instant;
 
 use super::{Master, Worker};
-use crate::admin::{Page, Reply};
+use crate::admin::{Admin, Page, Reply};
 use crate::view::{Cause, View, WorkerFacts};
 use crate::{exposition, status_page};
+
+/// Bind --metrics-bind, if set, before the first fork.
+pub(super) fn bind(cfg: &crate::MasterConfig) -> io::Result<Option<Admin>> {
+    let Some((host, port)) = &cfg.metrics_bind else {
+        return Ok(None);
+    };
+    let admin = Admin::bind(host, *port).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot bind --metrics-bind {host}:{port}: {e}"),
+        )
+    })?;
+    if let Ok(addr) = admin.local_addr() {
+        log::info!("Metrics at: http://{addr}/metrics, status page at http://{addr}/");
+    }
+    Ok(Some(admin))
+}
 
 impl Master<'_> {
     /// The endpoint's descriptors, to poll beside the workers' pipes.
