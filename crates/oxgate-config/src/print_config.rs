@@ -101,6 +101,7 @@ pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
         "access_log_format" => cfg.access_log_format.as_str().to_string(),
         "access_log_skip" => py_list(cfg.access_log_skip.iter().cloned()),
         "request_id" => py_bool(cfg.request_id),
+        "metrics_bind" => opt(cfg.metrics_bind.as_ref().map(ToString::to_string)),
         "errorlog" => cfg.errorlog.clone(),
         "loglevel" => cfg.loglevel.as_str().to_string(),
         "check_config" => py_bool(cfg.check_config),

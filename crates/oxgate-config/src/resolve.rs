@@ -105,6 +105,8 @@ pub struct Config {
     pub request_id: bool,
     /// HTTPS on the TCP listeners; None = plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// Where the master serves /metrics and the status page; None = off.
+    pub metrics_bind: Option<Bind>,
     /// "-" = stderr.
     pub errorlog: String,
     pub loglevel: LogLevel,
@@ -248,6 +250,7 @@ pub fn build(
         access_log_skip: m.each("access_log_skip", value::parse_url_path)?,
         request_id: m.flag("request_id")?,
         tls: m.tls()?,
+        metrics_bind: m.last("metrics_bind", value::parse_tcp_address)?,
         errorlog: m.text("errorlog")?.unwrap_or_else(|| "-".to_string()),
         loglevel: m.loglevel()?,
         check_config: m.flag("check_config")? || print_config,
@@ -323,13 +326,22 @@ impl<'a> Merged<'a> {
         value::parse_bool(found.last()).map_err(|p| found.err(p, found.last()))
     }
 
-    fn text(&self, name: &str) -> Result<Option<String>, ConfigError> {
+    /// The last value given for `name`, parsed; None when not given.
+    fn last<T>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Result<T, Problem>,
+    ) -> Result<Option<T>, ConfigError> {
         let Some(found) = self.get(name) else {
             return Ok(None);
         };
-        value::parse_text(found.last())
+        parse(found.last())
             .map(Some)
             .map_err(|p| found.err(p, found.last()))
+    }
+
+    fn text(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        self.last(name, value::parse_text)
     }
 
     fn binds(&self, getenv: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Bind>, ConfigError> {

@@ -79,6 +79,8 @@ pub enum Kind {
     StaticMap,
     /// Repeatable URL path, `/` and visible ASCII (matched exactly).
     UrlPath,
+    /// One TCP address, `HOST:PORT` or `[IPv6]:PORT` (no unix: or uwsgi:).
+    TcpAddress,
 }
 
 impl Kind {
@@ -951,6 +953,28 @@ pub static SETTINGS: &[Setting] = &[
               (no spaces or control characters) and the header is sent once; \
               otherwise it is replaced by 32 random hex digits, as are requests \
               without one. (An oxgate setting; see docs/logging.md.)",
+    },
+    Setting {
+        name: "metrics_bind",
+        section: Section::Logging,
+        short: None,
+        long: Some("metrics-bind"),
+        aliases: &[],
+        meta: "ADDRESS",
+        kind: Kind::TcpAddress,
+        default: "None",
+        help: "Serve Prometheus metrics at /metrics and a status page at / on this \
+               HOST:PORT (off by default).",
+        doc: "The master answers `GET /metrics` (Prometheus text format 0.0.4: requests \
+              by method and status class, latency and queue-wait histograms, requests \
+              in flight, workers, restarts by cause, RSS per worker, 503 refusals and \
+              slow clients, summed over all workers and kept across worker restarts) \
+              and `GET /` (an HTML status page that refreshes itself every 2 seconds: \
+              workers, requests in flight, the slowest recent requests); anything else \
+              is a 404. Workers count into shared memory; the master serves from its \
+              own loop, one request per connection. Bind it to a private address: \
+              the status page shows request paths. (An oxgate setting; see \
+              docs/metrics.md.)",
     },
     Setting {
         name: "errorlog",

@@ -237,5 +237,25 @@ pub(crate) fn check(setting: &Setting, raw: &str) -> Result<(), Problem> {
         Kind::UrlPath => parse_url_path(raw).map(drop),
         Kind::AddressList => TrustList::parse(raw).map(drop).map_err(Problem::Detail),
         Kind::StaticMap => parse_static_map(raw).map(drop),
+        Kind::TcpAddress => parse_tcp_address(raw).map(drop),
+    }
+}
+
+/// One TCP `HOST:PORT` (the metrics endpoint): bind syntax, but neither a
+/// unix socket nor the uwsgi protocol, and the port must be given.
+pub(crate) fn parse_tcp_address(raw: &str) -> Result<Bind, Problem> {
+    let bind = Bind::parse_detail(raw).map_err(Problem::Bind)?;
+    let explicit_port = raw
+        .trim()
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && !port.contains(']'));
+    match bind {
+        Bind::Tcp { .. } if explicit_port => Ok(bind),
+        Bind::Tcp { .. } => Err(Problem::Expected(
+            "HOST:PORT with a port, e.g. 127.0.0.1:9100".to_string(),
+        )),
+        _ => Err(Problem::Expected(
+            "a TCP HOST:PORT, e.g. 127.0.0.1:9100 (not unix: or uwsgi:)".to_string(),
+        )),
     }
 }

@@ -79,6 +79,7 @@ fn defaults_match_gunicorn() {
     assert!(cfg.pythonpath.is_empty() && cfg.raw_env.is_empty() && cfg.root_path.is_empty());
     assert!(!cfg.check_config && !cfg.print_config);
     assert!(cfg.access_log_skip.is_empty() && !cfg.request_id);
+    assert_eq!(cfg.metrics_bind, None);
 }
 
 #[test]
@@ -474,6 +475,7 @@ loglevel                 = info
 max_requests             = 0
 max_requests_jitter      = 0
 max_worker_memory        = 0
+metrics_bind             = None
 pidfile                  = None
 preload_app              = False
 print_config             = True
@@ -634,4 +636,36 @@ fn tls_settings_that_cannot_work_are_refused() {
         err(&["--tls-min-version", "1.0"]),
         "invalid value '1.0' for '--tls-min-version': expected 1.2 or 1.3"
     );
+}
+
+#[test]
+fn metrics_bind_takes_one_tcp_host_and_port() {
+    let cfg = build(&[cli(&["--metrics-bind", "[::1]:9100", "app:x"])], &no_env).unwrap();
+    assert_eq!(
+        cfg.metrics_bind,
+        Some(Bind::Tcp {
+            host: "::1".into(),
+            port: 9100
+        })
+    );
+    assert!(print_config(&cfg).contains("metrics_bind             = [::1]:9100\n"));
+    let mut layer = Layer::new();
+    for (raw, why) in [
+        (
+            "localhost",
+            "expected HOST:PORT with a port, e.g. 127.0.0.1:9100",
+        ),
+        (
+            "unix:/run/m.sock",
+            "expected a TCP HOST:PORT, e.g. 127.0.0.1:9100 (not unix: or uwsgi:)",
+        ),
+    ] {
+        assert_eq!(
+            layer
+                .set_from_file("metrics_bind", vec![raw.into()])
+                .unwrap_err()
+                .to_string(),
+            format!("invalid value '{raw}' for 'metrics_bind' in the config file: {why}")
+        );
+    }
 }

@@ -204,6 +204,10 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
             fds: relaunch_fds,
             start_dir,
         },
+        metrics_bind: match &cfg.metrics_bind {
+            Some(oxgate_config::Bind::Tcp { host, port }) => Some((host.clone(), *port)),
+            _ => None,
+        },
     };
     let (workers, threads) = (cfg.workers, cfg.threads.max(1));
     let ready_hooks = hooks.clone();

@@ -16,6 +16,7 @@ mod file_wrapper;
 mod hooks;
 mod input;
 mod io_policy;
+mod metrics;
 mod pool;
 mod pybytes;
 mod pystr;

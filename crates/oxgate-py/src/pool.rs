@@ -216,6 +216,10 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
 /// One request through the app, on the scoreboard as app thread `index`.
 fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
     let w = &shared.worker;
+    if let Some(ready) = req.ready_at {
+        let waited = oxgate_server::observe::now_us().saturating_sub(ready);
+        w.scoreboard.queue_waited(w.slot, waited);
+    }
     w.scoreboard
         .begin(w.slot, index, &[req.head.method(), " ", req.head.path()]);
     // Timed only where the time decides something (the lane's average).

@@ -51,6 +51,7 @@ pub fn handle<'py>(
         conn,
         responder,
         request_id,
+        ready_at: _,
     } = req;
     let mut cache = conn.app_state.take::<ConnCache>().unwrap_or_default();
     let (start, core) = match cache.start_response(py, responder, hooked) {

@@ -302,7 +302,17 @@ fn worker_main(
     };
     let mut shared = Shared::new(settings, Arc::new(pool), access_log);
     let beat = ctx.clone();
-    shared.tick = Some(Box::new(move || beat.scoreboard.heartbeat(beat.slot)));
+    match cfg.metrics_bind {
+        Some(_) => {
+            let observer = Arc::new(crate::metrics::SlotObserver::new(ctx.clone()));
+            shared.observer = Some(observer.clone());
+            shared.tick = Some(Box::new(move || {
+                beat.scoreboard.heartbeat(beat.slot);
+                observer.publish_write_stalls();
+            }));
+        }
+        None => shared.tick = Some(Box::new(move || beat.scoreboard.heartbeat(beat.slot))),
+    }
     let shared = Arc::new(shared);
     let notify = ctx.clone();
     let ready = move || {

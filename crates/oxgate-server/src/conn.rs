@@ -16,6 +16,7 @@ use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
 use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
+use crate::observe::{now_us, InFlight, SlowClient};
 use crate::preamble::{proxy_header, uwsgi_packet};
 use crate::request_id::RequestId;
 use crate::server::{Shared, Wire};
@@ -36,7 +37,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
     let info = match before {
         Ok(Some(info)) => info,
         Ok(None) => return,
-        Err(e) => return refuse(stream, &e).await,
+        Err(e) => return refuse_invalid(stream, &e, &shared).await,
     };
     // The response buffer, kept from one response to the next.
     let mut spare = Vec::with_capacity(512);
@@ -51,16 +52,20 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
         let head = match read_head(&mut stream, &mut buf, &shared, first, timer.as_mut()).await {
             Ok(Some(head)) => Arc::new(head),
             Ok(None) => return,
-            Err(e) => return refuse(stream, &e).await,
+            Err(e) => return refuse_invalid(stream, &e, &shared).await,
         };
         first = false;
-        // Only the access log wants the time (a clock read per request),
-        // and not for a path it skips.
-        let started = shared
+        let observer = shared.observer.as_deref();
+        let _in_flight = observer.map(InFlight::start);
+        // Only the access log (not for a path it skips) and the metrics
+        // want the time: a clock read per request.
+        let logged = shared
             .access_log
             .as_ref()
-            .filter(|log| log.wants(head.path()))
-            .map(|_| Instant::now());
+            .filter(|log| log.wants(head.path()));
+        let started = logged.map(|_| Instant::now());
+        // The metrics' clock: plain microseconds, cheap to subtract.
+        let since = observer.map(|_| now_us());
         let request_id = shared.ids.as_ref().map(|ids| ids.for_request(&head));
         let routed = shared
             .settings
@@ -86,7 +91,15 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                 let (body, pump) = match prepared {
                     Ok(Prepared::Ready(body)) => (body, None),
                     Ok(Prepared::Streaming(body, pump)) => (body, Some(pump)),
-                    Err(e) => return refuse(stream, &e).await,
+                    Err(e) => {
+                        if let Some(o) = observer {
+                            if e == ProtoError::RequestTimeout {
+                                o.slow_client(SlowClient::Body);
+                            }
+                            o.answered(&head, e.status(), since);
+                        }
+                        return refuse(stream, &e).await;
+                    }
                 };
                 let mut enc = Encoder::new(&head, std::mem::take(&mut spare));
                 enc.request_id.clone_from(&request_id);
@@ -119,6 +132,11 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                     conn: info.clone(),
                     responder,
                     request_id: request_id.clone(),
+                    // Without a body, ready as soon as the head was read.
+                    ready_at: since.map(|t| match head.framing {
+                        BodyFraming::None => t,
+                        _ => now_us(),
+                    }),
                 };
                 let queued = match call {
                     Some(call) => match shared.handler.call_inline(req) {
@@ -141,6 +159,10 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                             // Counted, and logged once a second by the worker: a line per
                             // refusal would be a log storm exactly when the worker is busiest.
                             shared.refused.fetch_add(1, Ordering::Relaxed);
+                            if let Some(o) = observer {
+                                o.refused();
+                                o.answered(&head, 503, since);
+                            }
                             let mut out = Vec::new();
                             simple_response(
                                 &mut out,
@@ -173,7 +195,16 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
         }
         spare = exchange.enc.take_buffer();
         let enc = &exchange.enc;
-        if let (Some(log), Some(started)) = (&shared.access_log, started) {
+        if let Some(o) = observer {
+            if exchange.slow_body {
+                o.slow_client(SlowClient::Body);
+            }
+            // Nothing answered (the client left first): in flight, not counted.
+            if enc.status >= 100 {
+                o.answered(&head, enc.status, since);
+            }
+        }
+        if let (Some(log), Some(started)) = (logged, started) {
             log.write(&AccessEntry {
                 head: &head,
                 conn: &info,
@@ -264,6 +295,8 @@ struct Exchange {
     enc: Encoder,
     /// The app did not start its response within --timeout.
     timed_out: bool,
+    /// A streamed body stalled past --body-timeout.
+    slow_body: bool,
 }
 
 impl Exchange {
@@ -271,6 +304,7 @@ impl Exchange {
         Exchange {
             enc,
             timed_out: false,
+            slow_body: false,
         }
     }
 
@@ -355,6 +389,7 @@ impl Exchange {
                                     }
                                 }
                                 Step::Refused(e) => {
+                                    self.slow_body |= e == ProtoError::RequestTimeout;
                                     if !self.enc.head_written {
                                         log::debug!("refusing request body: {e}");
                                         return self.fail(stream, e.status(), e.reason()).await;
@@ -402,6 +437,17 @@ impl Exchange {
 async fn send_continue(stream: &mut Stream) -> std::io::Result<()> {
     stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
     stream.flush_tls().await
+}
+
+/// Refuse what came before a whole head, and count it.
+async fn refuse_invalid(stream: Stream, e: &ProtoError, shared: &Shared) {
+    if let Some(o) = shared.observer.as_deref() {
+        if *e == ProtoError::RequestTimeout {
+            o.slow_client(SlowClient::Header);
+        }
+        o.invalid(e.status());
+    }
+    refuse(stream, e).await;
 }
 
 /// Answer a request we will not serve, then close.

@@ -138,6 +138,10 @@ pub struct Request {
     pub responder: Responder,
     /// Set when --request-id is on.
     pub request_id: Option<Arc<RequestId>>,
+    /// When the request was ready for the app (head read, buffered body
+    /// in), in `observe::now_us` microseconds: set only with an observer,
+    /// which wants the queue wait.
+    pub ready_at: Option<u64>,
 }
 
 /// The application side of the server. `call` must not block: it queues.

@@ -9,6 +9,7 @@ mod encode;
 pub mod handler;
 pub mod listener;
 pub mod logging;
+pub mod observe;
 mod outbox;
 mod preamble;
 pub mod request_id;
@@ -25,6 +26,7 @@ pub use handler::{
     BodyError, BodyStream, ClientCert, ConnInfo, Disconnected, Handler, Request, RequestBody,
     Responder, ResponseHead, ResponseMsg, WholeBody,
 };
+pub use observe::{Observer, SlowClient};
 pub use outbox::flush_responses;
 pub use request_id::{RequestId, RequestIds};
 pub use server::{run, BindError, Listener, Settings, Shared, Stopped, Wire};

@@ -68,6 +68,8 @@ pub struct Shared {
     pub(crate) ids: Option<RequestIds>,
     /// Called five times a second from the I/O loop: the worker's heartbeat.
     pub tick: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Request events for --metrics-bind; None = off.
+    pub observer: Option<Arc<dyn crate::observe::Observer>>,
     shutdown: watch::Sender<bool>,
     active: AtomicUsize,
     /// Accept loops still running (see `Listening`).
@@ -107,6 +109,7 @@ impl Shared {
             handler,
             access_log,
             tick: None,
+            observer: None,
             shutdown: watch::channel(false).0,
             active: AtomicUsize::new(0),
             listening: AtomicUsize::new(0),

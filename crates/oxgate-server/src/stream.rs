@@ -193,6 +193,7 @@ impl Stream {
 }
 
 fn stalled() -> io::Error {
+    crate::observe::write_stalled();
     io::Error::new(
         io::ErrorKind::TimedOut,
         "client stopped reading (write timeout)",

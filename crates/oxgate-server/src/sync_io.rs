@@ -91,6 +91,7 @@ fn wait_writable(fd: RawFd, stall: Duration) -> io::Result<()> {
             return Ok(());
         }
         if n == 0 {
+            crate::observe::write_stalled();
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "client stopped reading (write timeout)",

@@ -2,6 +2,9 @@
 //! workers, supervises them through signals, pipes and a scoreboard,
 //! respawns, reloads and stops them. No tokio, no pyo3.
 
+mod admin;
+mod counters;
+mod exposition;
 mod fork;
 mod identity;
 mod master;
@@ -9,14 +12,17 @@ mod memory;
 mod rlimit;
 mod scoreboard;
 mod signals;
+mod status_page;
 pub mod systemd;
 pub mod upgrade;
+mod view;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use counters::{method_index, Slow, SlowTracker};
 pub use fork::{daemonize, ForkHooks, WorkerHost};
 pub use identity::{lookup_group, lookup_user, Identity};
 pub use master::{run, Exit, STACK_SIGNAL};
@@ -46,6 +52,8 @@ pub struct MasterConfig {
     pub daemon: bool,
     /// How to start a new master on SIGUSR2.
     pub relaunch: upgrade::Relaunch,
+    /// Serve /metrics and the status page on this host and port.
+    pub metrics_bind: Option<(String, u16)>,
 }
 
 /// What a worker knows about its place in the master's bookkeeping.

@@ -8,12 +8,16 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod endpoint;
+
+use crate::admin::Admin;
 use crate::fork::{fork, Forked, WorkerHost};
 use crate::memory::rss_bytes;
 use crate::scoreboard::{now_ms, Scoreboard};
 use crate::signals::{self, pipe_nonblocking, SignalPipe};
 use crate::systemd;
 use crate::upgrade;
+use crate::view::{Cause, CAUSES};
 use crate::{MasterConfig, WorkerContext, EXIT_APP, EXIT_BOOT};
 
 const SLOTS: usize = 512;
@@ -41,6 +45,10 @@ struct Worker {
     boot_error: Option<String>,
     /// Its stacks were dumped for a stuck request already.
     dumped: bool,
+    /// Why it is being replaced, once it is.
+    cause: Option<Cause>,
+    /// Its slot's request count when it took the slot.
+    baseline: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -72,6 +80,11 @@ struct Master<'a> {
     /// systemd hears READY=1 once all workers first serve, and after reloads.
     announce_ready: bool,
     last_memory_check: Instant,
+    /// --metrics-bind's endpoint, when on.
+    admin: Option<Admin>,
+    /// Workers replaced, by `Cause`.
+    restarts: [u64; CAUSES.len()],
+    started: Instant,
 }
 
 /// Run the master until it stops; returns the process exit code.
@@ -88,6 +101,7 @@ pub struct Exit {
 pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -> io::Result<Exit> {
     let signals = SignalPipe::install()?;
     let board = Arc::new(Scoreboard::new(SLOTS)?);
+    let admin = endpoint::bind(&cfg)?;
     if let Some(path) = &cfg.pidfile {
         std::fs::write(path, format!("{}\n", std::process::id()))?;
     }
@@ -110,6 +124,9 @@ pub fn run(cfg: MasterConfig, host: &mut dyn WorkerHost, ready: impl FnOnce()) -
         rng: u64::from(std::process::id()) ^ now_ms().rotate_left(17),
         announce_ready: true,
         last_memory_check: Instant::now(),
+        admin,
+        restarts: [0; CAUSES.len()],
+        started: Instant::now(),
         cfg,
     };
     let code = master.run_loop()?;
@@ -182,8 +199,12 @@ impl Master<'_> {
                 revents: 0,
             });
         }
+        // The endpoint's sockets last: only their wake-up matters, and
+        // `serve_endpoint` tries each of them without blocking anyway.
+        fds.extend(self.endpoint_fds());
         // SAFETY: `fds` is a valid, initialised array of its stated length.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 250) };
+        self.serve_endpoint();
         if n <= 0 {
             return;
         }
@@ -218,6 +239,7 @@ impl Master<'_> {
                 b'C' => {
                     log::info!("Worker (pid:{pid}) saw its code change: replacing it");
                     w.retire = true;
+                    w.cause.get_or_insert(Cause::Reload);
                     // A fix after a failed reload deserves an immediate try.
                     self.boot_failures = 0;
                     self.next_spawn = Instant::now();
@@ -225,6 +247,7 @@ impl Master<'_> {
                 b'M' if !w.retire => {
                     log::info!("Worker (pid:{pid}) reached max requests: replacing it");
                     w.retire = true;
+                    w.cause.get_or_insert(Cause::MaxRequests);
                 }
                 b'E' => {
                     let Some(end) = w.notes.iter().position(|&c| c == b'\n') else {
@@ -254,6 +277,7 @@ impl Master<'_> {
                 self.announce_ready = true;
                 for w in self.workers.values_mut() {
                     w.retire = true;
+                    w.cause.get_or_insert(Cause::Reload);
                 }
             }
             libc::SIGUSR2 => self.upgrade(),
@@ -366,6 +390,7 @@ impl Master<'_> {
             return Ok(());
         };
         self.board.reset(slot);
+        let baseline = self.board.slot_requests(slot);
         let (read, write) = pipe_nonblocking()?;
         let max_requests = match self.cfg.max_requests {
             0 => 0,
@@ -390,6 +415,8 @@ impl Master<'_> {
                         notes: Vec::new(),
                         boot_error: None,
                         dumped: false,
+                        cause: None,
+                        baseline,
                     },
                 );
             }
@@ -398,6 +425,8 @@ impl Master<'_> {
                 // The child owns nothing of the master but its worker fds.
                 let signals = std::mem::replace(&mut self.signals, SignalPipe::placeholder());
                 signals.close_in_child();
+                // Nor the metrics endpoint: it must close with the master.
+                drop(self.admin.take());
                 // A master killed outright must not leave its workers behind:
                 // the kernel sends TERM (a graceful stop) when it dies.
                 // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number.
@@ -474,6 +503,7 @@ impl Master<'_> {
         } else {
             "ended".to_owned()
         };
+        self.count_restart(w, expected);
         if expected {
             log::info!("Worker (pid:{pid}) {cause}");
             return;
@@ -601,6 +631,7 @@ impl Master<'_> {
                     limit >> 20
                 );
                 w.retire = true;
+                w.cause.get_or_insert(Cause::Memory);
             }
         }
     }
@@ -663,6 +694,7 @@ impl Master<'_> {
                     send(pid, STACK_SIGNAL);
                     w.dumped = true;
                     w.retire = true;
+                    w.cause.get_or_insert(Cause::Timeout);
                 }
                 continue;
             }
@@ -678,6 +710,7 @@ impl Master<'_> {
             );
             send(pid, libc::SIGABRT);
             w.kill_at = Some(now + STACK_GRACE);
+            w.cause = Some(Cause::Timeout);
         }
     }
 }
