@@ -1,7 +1,7 @@
 """The app of tests/test_tls.py: every kind of response body, and the TLS part of the environ.
 
 /            b"hello"
-/env         JSON of the keys TLS sets (and REMOTE_PORT, to tell connections apart)
+/env         JSON of the keys TLS sets (and REMOTE_ADDR/PORT: which client, which connection)
 /echo        the request body back, read with wsgi.input.read()
 /stream      ?n=N&size=S: N chunks of S bytes from a generator (no length: chunked)
 /file        ?size=S: S bytes of a temp file through wsgi.file_wrapper
@@ -17,6 +17,7 @@ ENV_KEYS = (
     "wsgi.url_scheme",
     "HTTPS",
     "SERVER_PORT",
+    "REMOTE_ADDR",
     "REMOTE_PORT",
     "SSL_CLIENT_VERIFY",
     "SSL_CLIENT_S_DN",

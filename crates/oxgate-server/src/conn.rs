@@ -29,10 +29,11 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let before = match (wire, &shared.settings.proxy_allow) {
         (Wire::Uwsgi, _) => uwsgi_packet(&mut stream, &mut buf, info, &shared).await,
-        (Wire::Http, Some(allow)) => {
+        // On a TLS port the header came before the handshake (server.rs).
+        (Wire::Http, Some(allow)) if !stream.is_tls() => {
             proxy_header(&mut stream, &mut buf, info, allow, &shared).await
         }
-        (Wire::Http, None) => Ok(Some(info)),
+        (Wire::Http, _) => Ok(Some(info)),
     };
     let info = match before {
         Ok(Some(info)) => info,

@@ -15,6 +15,10 @@ use crate::handler::ConnInfo;
 use crate::server::Shared;
 use crate::stream::Stream;
 
+/// Longest PROXY header read before a TLS handshake (v2's fixed part and
+/// addresses plus TLVs, as `proxy_protocol` allows).
+const CLEAR_MAX: usize = 16 + 4096;
+
 /// Read a PROXY header if the connection starts with one, and return the
 /// connection as it describes it (unchanged without one: a listed peer may
 /// also speak plain HTTP, as its health checks do). `Ok(None)`: the peer
@@ -94,6 +98,49 @@ async fn read_until<T>(
             Ok(_) => return Ok(None),
             Err(_) if buf.is_empty() => return Ok(None),
             Err(_) => return Err(ProtoError::RequestTimeout),
+        }
+    }
+}
+
+/// On a TLS port, the PROXY header comes in the clear before the handshake
+/// (AWS NLB, HAProxy `send-proxy`). Look at it without taking the bytes
+/// that follow (the ClientHello is the TLS layer's), then take exactly the
+/// header. `Ok(None)`: the peer went away or sent nothing in time. Errors
+/// cannot be answered in HTTP here: the caller closes.
+pub(crate) async fn proxy_header_before_tls(
+    sock: &mut tokio::net::TcpStream,
+    info: ConnInfo,
+    allow: &TrustList,
+    shared: &Shared,
+) -> Result<Option<ConnInfo>, ProtoError> {
+    let deadline = tokio::time::Instant::now() + shared.settings.head_timeout;
+    let mut buf = vec![0u8; CLEAR_MAX];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, sock.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            Ok(_) | Err(_) => return Ok(None),
+        };
+        match proxy_protocol::parse(&buf[..n])? {
+            Preamble::Absent => return Ok(Some(info)),
+            Preamble::Header { len, source, tls } => {
+                if !info.peer.is_none_or(|p| allow.contains(p.ip())) {
+                    return Err(ProtoError::Forbidden(
+                        "PROXY header from a peer not in --proxy-allow-from",
+                    ));
+                }
+                sock.read_exact(&mut buf[..len])
+                    .await
+                    .map_err(|_| ProtoError::BadRequest("connection closed in a PROXY header"))?;
+                let trust = &shared.settings.forwarded_allow;
+                return Ok(Some(info.relayed(source, tls, trust)));
+            }
+            // Part of a header: peeking again returns at once with the same
+            // bytes, so wait a little for the rest (a balancer writes the
+            // header in one piece; this is the rare split).
+            Preamble::Incomplete if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Preamble::Incomplete => return Err(ProtoError::RequestTimeout),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::conn;
 use crate::handler::{ConnInfo, Handler};
 pub use crate::listener::{BindError, Listener, Wire};
 use crate::outbox::Outbox;
+use crate::preamble::proxy_header_before_tls;
 use crate::request_id::RequestIds;
 use crate::static_files::StaticFiles;
 use crate::stream::Stream;
@@ -356,7 +357,19 @@ fn spawn_tls(
 ) {
     let guard = Counted::connection(shared.clone());
     tokio::spawn(async move {
+        let mut sock = sock;
         let s = &guard.shared.settings;
+        if let Some(allow) = &s.proxy_allow {
+            let peer = info.peer_text.0.clone();
+            match proxy_header_before_tls(&mut sock, info, allow, &guard.shared).await {
+                Ok(Some(relayed)) => info = relayed,
+                Ok(None) => return drop((guard, slot)),
+                Err(e) => {
+                    log::debug!("closing a TLS connection from {peer}: {e}");
+                    return drop((guard, slot));
+                }
+            }
+        }
         let (deadline, stall) = (s.head_timeout, s.write_timeout);
         if let Some(stream) = tls.accept(sock, &mut info, deadline, stall).await {
             conn::serve(stream, Arc::new(info), guard.shared.clone(), Wire::Http).await;
