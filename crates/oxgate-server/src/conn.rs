@@ -76,8 +76,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
         let (mut exchange, ok) = match routed {
             Some((files, route)) => {
                 // Answered here, never reaching the app.
-                let mut enc = Encoder::new(&head, std::mem::take(&mut spare));
-                enc.request_id.clone_from(&request_id);
+                let mut enc = Encoder::new(&head, std::mem::take(&mut spare), request_id.clone());
                 files.respond(route, &head, &mut enc);
                 if head.framing != BodyFraming::None {
                     // A body nobody reads: close rather than drain it.
@@ -102,8 +101,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                         return refuse(stream, &e).await;
                     }
                 };
-                let mut enc = Encoder::new(&head, std::mem::take(&mut spare));
-                enc.request_id.clone_from(&request_id);
+                let enc = Encoder::new(&head, std::mem::take(&mut spare), request_id.clone());
                 // Inline calls write from the app's thread straight to the
                 // socket (`raw_fd`), which TLS cannot allow: those take the
                 // channel path.
@@ -119,10 +117,8 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                         settings.response_buffer,
                     );
                     // Used if the call cannot run inline after all and is
-                    // queued: it answers the same request, so it carries
-                    // the same id.
-                    let mut queued = Encoder::new(&head, Vec::new());
-                    queued.request_id.clone_from(&request_id);
+                    // queued.
+                    let queued = Encoder::new(&head, Vec::new(), request_id.clone());
                     (Exchange::new(queued), responder, Some(call))
                 } else {
                     (Exchange::new(enc), Responder::unset(), None)

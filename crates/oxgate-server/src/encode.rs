@@ -59,13 +59,18 @@ pub struct Encoder {
     /// Bytes of the `Data` items (files do not take memory).
     in_items: usize,
     /// --request-id: sent as X-Request-ID unless the app sent its own.
-    pub(crate) request_id: Option<Arc<RequestId>>,
+    request_id: Option<Arc<RequestId>>,
 }
 
 impl Encoder {
     /// An encoder for the response to `head`, writing into `out` (a
-    /// buffer kept from the connection's last response, or a new one).
-    pub(crate) fn new(head: &RequestHead, mut out: Vec<u8>) -> Self {
+    /// buffer kept from the connection's last response, or a new one);
+    /// `request_id`: the request's id (--request-id), sent back with it.
+    pub(crate) fn new(
+        head: &RequestHead,
+        mut out: Vec<u8>,
+        request_id: Option<Arc<RequestId>>,
+    ) -> Self {
         out.clear();
         Encoder {
             is_head: head.method() == "HEAD",
@@ -81,7 +86,7 @@ impl Encoder {
             out,
             items: VecDeque::new(),
             in_items: 0,
-            request_id: None,
+            request_id,
         }
     }
 
