@@ -17,6 +17,9 @@ const V1_MAX: usize = 107;
 /// balancer sends more than a few hundred bytes, and this is read before
 /// the client is known.
 const V2_MAX_BODY: usize = 4096;
+/// The longest header `parse` accepts (v2's fixed part and the largest
+/// body; every v1 line is shorter).
+pub const MAX_HEADER: usize = 16 + V2_MAX_BODY;
 /// PP2_TYPE_SSL and its PP2_CLIENT_SSL bit (section 2.2.5).
 const PP2_TYPE_SSL: u8 = 0x20;
 const PP2_CLIENT_SSL: u8 = 0x01;

@@ -15,10 +15,6 @@ use crate::handler::ConnInfo;
 use crate::server::Shared;
 use crate::stream::Stream;
 
-/// Longest PROXY header read before a TLS handshake (v2's fixed part and
-/// addresses plus TLVs, as `proxy_protocol` allows).
-const CLEAR_MAX: usize = 16 + 4096;
-
 /// Read a PROXY header if the connection starts with one, and return the
 /// connection as it describes it (unchanged without one: a listed peer may
 /// also speak plain HTTP, as its health checks do). `Ok(None)`: the peer
@@ -37,17 +33,29 @@ pub(crate) async fn proxy_header(
     match found {
         None => Ok(None),
         Some(Preamble::Header { len, source, tls }) => {
-            if !info.peer.is_none_or(|p| allow.contains(p.ip())) {
-                return Err(ProtoError::Forbidden(
-                    "PROXY header from a peer not in --proxy-allow-from",
-                ));
-            }
+            let relayed = relay(&info, source, tls, allow, shared)?;
             buf.advance(len);
-            let trust = &shared.settings.forwarded_allow;
-            Ok(Some(Arc::new(info.relayed(source, tls, trust))))
+            Ok(Some(Arc::new(relayed)))
         }
         Some(_) => Ok(Some(info)),
     }
+}
+
+/// The connection as a PROXY header describes it, if its peer may send
+/// one (--proxy-allow-from; a unix socket's peer always may).
+fn relay(
+    info: &ConnInfo,
+    source: Option<std::net::SocketAddr>,
+    tls: bool,
+    allow: &TrustList,
+    shared: &Shared,
+) -> Result<ConnInfo, ProtoError> {
+    if !info.peer.is_none_or(|p| allow.contains(p.ip())) {
+        return Err(ProtoError::Forbidden(
+            "PROXY header from a peer not in --proxy-allow-from",
+        ));
+    }
+    Ok(info.relayed(source, tls, &shared.settings.forwarded_allow))
 }
 
 /// Read the uwsgi packet and leave in `buf`, in its place, the HTTP/1.0
@@ -114,7 +122,7 @@ pub(crate) async fn proxy_header_before_tls(
     shared: &Shared,
 ) -> Result<Option<ConnInfo>, ProtoError> {
     let deadline = tokio::time::Instant::now() + shared.settings.head_timeout;
-    let mut buf = vec![0u8; CLEAR_MAX];
+    let mut buf = vec![0u8; proxy_protocol::MAX_HEADER];
     loop {
         let n = match tokio::time::timeout_at(deadline, sock.peek(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => n,
@@ -123,16 +131,11 @@ pub(crate) async fn proxy_header_before_tls(
         match proxy_protocol::parse(&buf[..n])? {
             Preamble::Absent => return Ok(Some(info)),
             Preamble::Header { len, source, tls } => {
-                if !info.peer.is_none_or(|p| allow.contains(p.ip())) {
-                    return Err(ProtoError::Forbidden(
-                        "PROXY header from a peer not in --proxy-allow-from",
-                    ));
-                }
+                let relayed = relay(&info, source, tls, allow, shared)?;
                 sock.read_exact(&mut buf[..len])
                     .await
                     .map_err(|_| ProtoError::BadRequest("connection closed in a PROXY header"))?;
-                let trust = &shared.settings.forwarded_allow;
-                return Ok(Some(info.relayed(source, tls, trust)));
+                return Ok(Some(relayed));
             }
             // Part of a header: peeking again returns at once with the same
             // bytes, so wait a little for the rest (a balancer writes the
