@@ -2,6 +2,8 @@
 //! byte range is served as 206; several, or any we cannot read, are
 //! ignored and the whole file is sent, as section 14.2 allows.
 
+use crate::syntax::parse_decimal;
+
 /// What a Range header asks of a representation of `size` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Range {
@@ -32,12 +34,7 @@ pub fn parse(header: &[u8], size: u64) -> Range {
     let Some((first, last)) = set.trim().split_once('-') else {
         return Range::Full;
     };
-    let number = |s: &str| {
-        let s = s.trim();
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
+    let number = |s: &str| parse_decimal(s.trim().as_bytes());
     match (first.trim().is_empty(), number(first), number(last)) {
         // "-N": the last N bytes.
         (true, _, Some(n)) => {

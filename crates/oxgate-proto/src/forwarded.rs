@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::head::Header;
 use crate::request_line::{valid_authority, without_empty_port};
+use crate::syntax::parse_decimal;
 use crate::trust::TrustList;
 
 /// The scheme the client used to reach the first proxy.
@@ -89,12 +90,12 @@ pub fn resolve<'a>(headers: impl Iterator<Item = Header<'a>>, trust: &TrustList)
             16 if h.name.eq_ignore_ascii_case("x-forwarded-port") => &mut f.port,
             17 if h.name.eq_ignore_ascii_case("x-forwarded-proto") => &mut f.proto,
             15 if h.name.eq_ignore_ascii_case("x-forwarded-ssl") => {
-                f.ssl_on |= trimmed(h.value).eq_ignore_ascii_case(b"on");
+                f.ssl_on |= h.value.trim_ascii().eq_ignore_ascii_case(b"on");
                 any = true;
                 continue;
             }
             20 if h.name.eq_ignore_ascii_case("x-forwarded-protocol") => {
-                f.ssl_on |= trimmed(h.value).eq_ignore_ascii_case(b"ssl");
+                f.ssl_on |= h.value.trim_ascii().eq_ignore_ascii_case(b"ssl");
                 any = true;
                 continue;
             }
@@ -207,10 +208,9 @@ fn parse_node(node: &str) -> Option<(IpAddr, Option<u16>)> {
 }
 
 fn parse_port(p: &str) -> Option<u16> {
-    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    p.parse::<u16>().ok().filter(|&n| n > 0)
+    parse_decimal(p.as_bytes())
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|&n| n > 0)
 }
 
 /// A host[:port] that would pass as a Host header, with an empty port
@@ -286,10 +286,6 @@ fn unquote(v: &str) -> String {
         }
         None => v.to_owned(),
     }
-}
-
-fn trimmed(v: &[u8]) -> &[u8] {
-    v.trim_ascii()
 }
 
 #[cfg(test)]

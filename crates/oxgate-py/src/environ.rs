@@ -200,11 +200,7 @@ fn forwarded<'py>(
             }
         }
     }
-    let scheme = f.scheme.unwrap_or(if conn.https {
-        Scheme::Https
-    } else {
-        Scheme::Http
-    });
+    let scheme = f.scheme.unwrap_or(conn_scheme(conn));
     if let Some(s) = f.scheme {
         env.set_item(intern!(py, "wsgi.url_scheme"), s.as_str())?;
     }
@@ -329,13 +325,22 @@ fn headers<'py>(
     Ok(())
 }
 
+/// The scheme the client used, as far as the connection knows (TLS here,
+/// or a PROXY header's or a uwsgi packet's word for it).
+fn conn_scheme(conn: &ConnInfo) -> Scheme {
+    if conn.https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    }
+}
+
 /// SERVER_NAME and SERVER_PORT: from the request's host, else the listener.
 fn server<'a>(host: Option<&'a str>, conn: &'a ConnInfo) -> (&'a str, &'a str) {
     match host {
         Some(host) => {
             let (name, port) = split_host(host);
-            let default = if conn.https { "443" } else { "80" };
-            (name, port.unwrap_or(default))
+            (name, port.unwrap_or(conn_scheme(conn).default_port()))
         }
         None => (conn.server_name.as_str(), conn.server_port.as_str()),
     }

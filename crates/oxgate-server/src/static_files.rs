@@ -115,7 +115,7 @@ impl StaticFiles {
         meta: &Metadata,
         enc: &mut Encoder,
     ) {
-        let ranged = head.header("range").is_some();
+        let range = head.header("range");
         // Precompressed siblings: preferred when the client takes them, and
         // a Vary either way, so caches keep the codings apart.
         let accept = head.header("accept-encoding").unwrap_or_default();
@@ -128,7 +128,7 @@ impl StaticFiles {
                 continue;
             };
             vary = true;
-            if chosen.is_none() && !ranged && validators::accepts(accept, coding) {
+            if chosen.is_none() && range.is_none() && validators::accepts(accept, coding) {
                 chosen = Some((coding, variant));
             }
         }
@@ -161,7 +161,7 @@ impl StaticFiles {
             enc.push(ResponseMsg::Head(resp));
             return enc.push(ResponseMsg::End);
         }
-        let range = match head.header("range") {
+        let range = match range {
             Some(r) if range_applies(head, &tag, since_epoch.as_secs()) => {
                 byte_range::parse(r, size)
             }
