@@ -188,20 +188,26 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    server {{
+{http}    server {{
         listen 127.0.0.1:{port};
-        location / {{
+{location}    }}
+}}
+"""
+
+# The HTTP ceiling: nginx answering hello itself.
+HELLO_LOCATION = """\
+        location / {
             default_type text/plain;
             return 200 "Hello, World!";
-        }}
-    }}
-}}
+        }
 """
 
 
 def nginx(app: str, port: int, workers: int, tmp: Path) -> list[str]:
     conf = tmp / f"nginx-{port}.conf"
-    conf.write_text(NGINX_CONF.format(workers=workers, tmp=tmp, port=port))
+    conf.write_text(
+        NGINX_CONF.format(workers=workers, tmp=tmp, port=port, http="", location=HELLO_LOCATION)
+    )
     return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(tmp)]
 
 

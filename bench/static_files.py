@@ -19,36 +19,25 @@ import tempfile
 from pathlib import Path
 
 from measure import free_port, measured, wait_ready, wrk_cmd
+from peers import NGINX_CONF
 from pinned import Oxgate
 
 BENCH = Path(__file__).resolve().parent
 FILE = "app.css"
 
-NGINX_CONF = """\
-daemon off;
-worker_processes 1;
-error_log {tmp}/nginx-error.log;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
+# nginx serving the same directory with sendfile (the rest of its config is
+# the benchmark's usual one, bench/peers.py).
+NGINX_HTTP = """\
     sendfile on;
     tcp_nopush on;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    types {{ text/css css; }}
-    server {{
-        listen 127.0.0.1:{port};
+    types { text/css css; }
+"""
+NGINX_LOCATION = """\
         location /static/ {{
             alias {root}/;
             etag on;
             add_header Cache-Control "public, max-age=60";
         }}
-    }}
-}}
 """
 
 
@@ -84,7 +73,10 @@ def main() -> None:
             rows.append(("whitenoise in oxgate", *run(url, ox.proc.pid, args.duration, args.reps)))
         port = free_port()
         conf = tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=root))
+        location = NGINX_LOCATION.format(root=root)
+        conf.write_text(
+            NGINX_CONF.format(workers=1, tmp=tmp, port=port, http=NGINX_HTTP, location=location)
+        )
         for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (tmp / d).mkdir()
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"

@@ -76,8 +76,13 @@ def pki(tmp_path: Path) -> Pki:
 class TlsConnection(RawConnection):
     """RawConnection over TLS: the same response parsing, on an ssl socket."""
 
-    def __init__(self, port: int, ctx: ssl.SSLContext, timeout: float = IO_TIMEOUT):
+    def __init__(
+        self, port: int, ctx: ssl.SSLContext, timeout: float = IO_TIMEOUT, preamble: bytes = b""
+    ):
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        # Bytes in the clear before the handshake, as a balancer in TCP mode sends
+        # a PROXY header (AWS NLB, HAProxy send-proxy).
+        raw.sendall(preamble)
         self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
         self.buf = b""
         self.eof = False
@@ -235,21 +240,10 @@ def test_keep_alive_and_pipelined_requests_share_one_connection(oxgate, pki):
 # --- the PROXY protocol on a TLS port ----------------------------------------------------
 
 
-def tls_after_preamble(port: int, pki: Pki, preamble: bytes) -> TlsConnection:
-    """A TLS connection whose TCP stream starts with `preamble` in the clear, as a
-    balancer in TCP mode sends it (AWS NLB, HAProxy send-proxy)."""
-    conn = TlsConnection.__new__(TlsConnection)
-    raw = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    raw.sendall(preamble)
-    conn.sock = pki.context().wrap_socket(raw, server_hostname="localhost")
-    conn.buf, conn.eof = b"", False
-    return conn
-
-
 def test_proxy_header_in_the_clear_before_the_handshake(oxgate, pki):
     server = oxgate(*pki.args("--proxy-protocol"))
     line = b"PROXY TCP4 192.0.2.10 10.0.0.1 51234 443\r\n"
-    with tls_after_preamble(server.port, pki, line) as conn:
+    with TlsConnection(server.port, pki.context(), preamble=line) as conn:
         first = conn.request(simple_request(target="/env")).json()
         second = conn.request(simple_request(target="/env")).json()
     for env in (first, second):
@@ -263,7 +257,7 @@ def test_proxy_header_before_tls_from_an_unlisted_peer_is_closed(oxgate, pki):
     server = oxgate(*pki.args("--proxy-protocol", "--proxy-allow-from", "10.0.0.1"))
     line = b"PROXY TCP4 192.0.2.10 10.0.0.1 51234 443\r\n"
     with pytest.raises((ssl.SSLError, ConnectionResetError, OSError)):
-        with tls_after_preamble(server.port, pki, line) as conn:
+        with TlsConnection(server.port, pki.context(), preamble=line) as conn:
             conn.request(simple_request(target="/env"))
     # Without a header the same peer is served.
     assert get_env(server, pki)["REMOTE_ADDR"] == "127.0.0.1"
