@@ -139,6 +139,16 @@ def test_a_large_file_arrives_whole(server):
     assert resp.content == BIG
 
 
+def test_head_ignores_range_even_with_a_matching_if_range(server):
+    # RFC 9110 section 14.2: range handling is defined for GET only.
+    tag = get(server, "/static/big.bin", method="HEAD").header("etag")
+    for headers in ({"Range": "bytes=0-1"}, {"Range": "bytes=0-1", "If-Range": tag}):
+        resp = get(server, "/static/big.bin", headers, method="HEAD")
+        assert resp.status == 200, (headers, resp)
+        assert resp.header("content-length") == str(len(BIG))
+        assert resp.header("content-range") is None
+
+
 def test_head_sends_the_length_and_no_body(server):
     with server.connect() as conn:
         conn.send(simple_request("HEAD", "/static/big.bin"))

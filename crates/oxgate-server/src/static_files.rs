@@ -274,11 +274,14 @@ fn not_modified(head: &RequestHead, tag: &str, mtime: u64) -> bool {
     }
 }
 
-/// If-Range (RFC 9110 section 13.1.5): the range only if the file is
-/// still the one the client has part of.
+/// Ranges are for GET only (RFC 9110 section 14.2), and with If-Range
+/// (section 13.1.5) only if the file is still the one the client has part of.
 fn range_applies(head: &RequestHead, tag: &str, mtime: u64) -> bool {
+    if head.method() != "GET" {
+        return false;
+    }
     let Some(cond) = head.header("if-range") else {
-        return head.method() == "GET";
+        return true;
     };
     let Ok(cond) = std::str::from_utf8(cond) else {
         return false;
