@@ -28,6 +28,6 @@ pub use docs::{help_text, settings_markdown, version_text};
 pub use error::ConfigError;
 pub use layer::Layer;
 pub use print_config::print_config;
-pub use resolve::{build, ClientCerts, Config, RequestLimits, TlsConfig};
+pub use resolve::{build, ClientCerts, Config, HttpVersions, RequestLimits, TlsConfig};
 pub use table::{setting, Kind, Section, Setting, SETTINGS};
 pub use value::LogLevel;

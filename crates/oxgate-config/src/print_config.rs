@@ -71,6 +71,8 @@ pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
             false => "1.2",
         }
         .to_string(),
+        "http" => cfg.http.as_str().to_string(),
+        "http2_max_concurrent_streams" => cfg.http2_max_concurrent_streams.to_string(),
         "pidfile" => opt(cfg.pidfile.as_ref().map(|p| p.display().to_string())),
         "keepalive" => cfg.keepalive.to_string(),
         "graceful_timeout" => cfg.graceful_timeout.to_string(),

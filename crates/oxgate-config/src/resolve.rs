@@ -105,6 +105,10 @@ pub struct Config {
     pub request_id: bool,
     /// HTTPS on the TCP listeners; None = plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// --http: which HTTP versions the listeners speak.
+    pub http: HttpVersions,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
     /// Where the master serves /metrics and the status page; None = off.
     pub metrics_bind: Option<Bind>,
     /// "-" = stderr.
@@ -126,6 +130,27 @@ pub struct TlsConfig {
     pub client_certs: ClientCerts,
     /// TLS 1.3 only (--tls-min-version 1.3); else 1.2 and 1.3.
     pub tls13_only: bool,
+}
+
+/// --http: the HTTP versions served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersions {
+    /// HTTP/1.x, and HTTP/2 by ALPN or prior knowledge.
+    Auto,
+    /// HTTP/1.x only.
+    One,
+    /// HTTP/2 only.
+    Two,
+}
+
+impl HttpVersions {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVersions::Auto => "auto",
+            HttpVersions::One => "1",
+            HttpVersions::Two => "2",
+        }
+    }
 }
 
 /// --cert-reqs: Python's ssl.CERT_NONE, CERT_OPTIONAL and CERT_REQUIRED.
@@ -250,6 +275,9 @@ pub fn build(
         access_log_skip: m.each("access_log_skip", value::parse_url_path)?,
         request_id: m.flag("request_id")?,
         tls: m.tls()?,
+        http: m.http()?,
+        http2_max_concurrent_streams: u32::try_from(m.int("http2_max_concurrent_streams", 100)?)
+            .unwrap_or(u32::MAX),
         metrics_bind: m.last("metrics_bind", value::parse_tcp_address)?,
         errorlog: m.text("errorlog")?.unwrap_or_else(|| "-".to_string()),
         loglevel: m.loglevel()?,
@@ -368,6 +396,18 @@ impl<'a> Merged<'a> {
                 host: "127.0.0.1".to_string(),
                 port: 8000,
             }]),
+        }
+    }
+
+    fn http(&self) -> Result<HttpVersions, ConfigError> {
+        let Some(found) = self.get("http") else {
+            return Ok(HttpVersions::Auto);
+        };
+        match found.last().trim() {
+            "auto" => Ok(HttpVersions::Auto),
+            "1" | "1.1" => Ok(HttpVersions::One),
+            "2" => Ok(HttpVersions::Two),
+            raw => Err(found.err(Problem::Expected("auto, 1 or 2".to_string()), raw)),
         }
     }
 

@@ -818,6 +818,38 @@ pub static SETTINGS: &[Setting] = &[
         doc: "TLS 1.0 and 1.1 are never offered.",
     },
     Setting {
+        name: "http",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("http"),
+        aliases: &[],
+        meta: "VERSION",
+        kind: Kind::Text,
+        default: "auto",
+        help: "The HTTP versions served: auto, 1 or 2.",
+        doc: "`auto` serves HTTP/1.1 and HTTP/2: TLS listeners offer ALPN `h2` and \
+              `http/1.1`, and plain TCP and unix listeners also take HTTP/2 with prior \
+              knowledge (h2c: a connection that opens with the HTTP/2 preface). `1` \
+              serves HTTP/1.x only. `2` serves HTTP/2 only: ALPN offers `h2` alone and \
+              a plain connection that does not open with the preface is closed. \
+              `Upgrade: h2c` is never acted on, and `uwsgi:` listeners are not \
+              affected. See docs/http2.md.",
+    },
+    Setting {
+        name: "http2_max_concurrent_streams",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("http2-max-concurrent-streams"),
+        aliases: &[],
+        meta: "INT",
+        kind: Kind::Int { min: 1, max: 65535 },
+        default: "100",
+        help: "The most requests one HTTP/2 connection may have open at once.",
+        doc: "Sent to the client in SETTINGS_MAX_CONCURRENT_STREAMS; a stream past it \
+              is refused with REFUSED_STREAM, which clients retry. Requests of all \
+              connections still share the worker's `--request-queue`.",
+    },
+    Setting {
         name: "limit_request_line",
         section: Section::Security,
         short: None,

@@ -446,63 +446,65 @@ fn print_config_lists_every_setting_sorted_and_aligned() {
         &no_env,
     )
     .unwrap();
-    let expected = r#"access_log_format        = %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"
-access_log_skip          = []
-accesslog                = None
-backlog                  = 2048
-bind                     = ['[::1]:1', 'unix:/s']
-body_timeout             = 30
-ca_certs                 = None
-cert_reqs                = 0
-certfile                 = None
-chdir                    = .
-check_config             = True
-config                   = None
-daemon                   = False
-django_static            = False
-errorlog                 = -
-forwarded_allow_ips      = 127.0.0.1,::1
-graceful_timeout         = 30
-group                    = None
-header_timeout           = 10
-keepalive                = 2
-keyfile                  = None
-limit_request_body       = 0
-limit_request_field_size = 8190
-limit_request_fields     = 100
-limit_request_line       = 4094
-loglevel                 = info
-max_requests             = 0
-max_requests_jitter      = 0
-max_worker_memory        = 0
-metrics_bind             = None
-pidfile                  = None
-preload_app              = False
-print_config             = True
-proxy_allow_ips          = 127.0.0.1,::1
-proxy_protocol           = False
-pythonpath               = None
-raw_env                  = ['A=1']
-reload                   = False
-reload_extra_files       = []
-request_buffer           = 65536
-request_id               = False
-request_queue            = 0
-response_buffer          = 1048576
-reuse_port               = False
-root_path                = 
-static_map               = []
-static_max_age           = 60
-threads                  = 1
-timeout                  = 30
-tls_min_version          = 1.2
-umask                    = 0
-user                     = None
-worker_connections       = 1000
-worker_tmp_dir           = None
-workers                  = 1
-write_timeout            = 30
-wsgi_app                 = app:x
+    let expected = r#"access_log_format            = %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"
+access_log_skip              = []
+accesslog                    = None
+backlog                      = 2048
+bind                         = ['[::1]:1', 'unix:/s']
+body_timeout                 = 30
+ca_certs                     = None
+cert_reqs                    = 0
+certfile                     = None
+chdir                        = .
+check_config                 = True
+config                       = None
+daemon                       = False
+django_static                = False
+errorlog                     = -
+forwarded_allow_ips          = 127.0.0.1,::1
+graceful_timeout             = 30
+group                        = None
+header_timeout               = 10
+http                         = auto
+http2_max_concurrent_streams = 100
+keepalive                    = 2
+keyfile                      = None
+limit_request_body           = 0
+limit_request_field_size     = 8190
+limit_request_fields         = 100
+limit_request_line           = 4094
+loglevel                     = info
+max_requests                 = 0
+max_requests_jitter          = 0
+max_worker_memory            = 0
+metrics_bind                 = None
+pidfile                      = None
+preload_app                  = False
+print_config                 = True
+proxy_allow_ips              = 127.0.0.1,::1
+proxy_protocol               = False
+pythonpath                   = None
+raw_env                      = ['A=1']
+reload                       = False
+reload_extra_files           = []
+request_buffer               = 65536
+request_id                   = False
+request_queue                = 0
+response_buffer              = 1048576
+reuse_port                   = False
+root_path                    = 
+static_map                   = []
+static_max_age               = 60
+threads                      = 1
+timeout                      = 30
+tls_min_version              = 1.2
+umask                        = 0
+user                         = None
+worker_connections           = 1000
+worker_tmp_dir               = None
+workers                      = 1
+write_timeout                = 30
+wsgi_app                     = app:x
 "#;
     assert_eq!(print_config(&cfg), expected);
 }
@@ -612,11 +614,11 @@ fn tls_settings_from_flags_and_config_file() {
     );
     let printed = print_config(&cfg);
     assert!(
-        printed.contains("cert_reqs                = 1\n"),
+        printed.contains("cert_reqs                    = 1\n"),
         "{printed}"
     );
     assert!(
-        printed.contains("tls_min_version          = 1.3\n"),
+        printed.contains("tls_min_version              = 1.3\n"),
         "{printed}"
     );
     // The key may sit in the certificate file, as Python's load_cert_chain allows.
@@ -648,7 +650,7 @@ fn metrics_bind_takes_one_tcp_host_and_port() {
             port: 9100
         })
     );
-    assert!(print_config(&cfg).contains("metrics_bind             = [::1]:9100\n"));
+    assert!(print_config(&cfg).contains("metrics_bind                 = [::1]:9100\n"));
     let mut layer = Layer::new();
     for (raw, why) in [
         (

@@ -78,7 +78,7 @@ pub(crate) fn decide<'a>(
     // RFC 9112 section 9.3: 1.1 persists unless "close"; 1.0 only with an
     // explicit keep-alive (RFC 9112 appendix C.2.2), and "close" wins.
     let keep_alive = match version {
-        Version::Http11 => !close,
+        Version::Http11 | Version::Http2 => !close,
         Version::Http10 => keep_alive_token && !close,
     };
     Ok(Decisions {

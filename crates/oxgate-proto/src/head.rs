@@ -59,6 +59,9 @@ impl Default for Limits {
 pub enum Version {
     Http10,
     Http11,
+    /// RFC 9113: the head came from HEADERS frames (h2_head.rs), never from
+    /// a request line.
+    Http2,
 }
 
 impl Version {
@@ -66,6 +69,7 @@ impl Version {
         match self {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2",
         }
     }
 }
@@ -110,6 +114,8 @@ impl Span {
 pub enum BodyFraming {
     None,
     Length(u64),
+    /// Delimited by the message itself: the chunked coding, or in HTTP/2
+    /// the end of the stream.
     Chunked,
 }
 

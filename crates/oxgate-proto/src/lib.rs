@@ -7,6 +7,7 @@ pub mod environ;
 pub mod error;
 pub mod forwarded;
 mod framing;
+pub mod h2_head;
 pub mod head;
 pub mod media_type;
 pub mod proxy_protocol;

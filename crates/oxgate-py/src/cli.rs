@@ -139,7 +139,7 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
     }
     if let Some(files) = &cfg.tls {
         // Checked here for the one-line error; each worker reads them again.
-        oxgate_server::Tls::load(files)
+        oxgate_server::Tls::load(files, cfg.http)
             .map_err(|e| Fail::boot(format!("cannot serve TLS: {e}")))?;
     }
     let mut listeners = Vec::new();

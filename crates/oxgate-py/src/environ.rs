@@ -159,6 +159,7 @@ pub fn build_environ<'py>(
     let protocol = match head.version {
         oxgate_proto::Version::Http11 => intern!(py, "HTTP/1.1"),
         oxgate_proto::Version::Http10 => intern!(py, "HTTP/1.0"),
+        oxgate_proto::Version::Http2 => intern!(py, "HTTP/2"),
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;

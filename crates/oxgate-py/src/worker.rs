@@ -236,7 +236,7 @@ fn worker_main(
     // before dropping privileges, so the key may be readable by root alone.
     let tls = match &cfg.tls {
         Some(files) => Some(Arc::new(
-            Tls::load(files).map_err(|e| Fail::boot(format!("cannot serve TLS: {e}")))?,
+            Tls::load(files, cfg.http).map_err(|e| Fail::boot(format!("cannot serve TLS: {e}")))?,
         )),
         None => None,
     };
@@ -299,6 +299,8 @@ fn worker_main(
         statics,
         request_id: cfg.request_id,
         tls,
+        http: cfg.http,
+        h2_max_streams: cfg.http2_max_concurrent_streams,
     };
     let mut shared = Shared::new(settings, Arc::new(pool), access_log);
     let beat = ctx.clone();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use oxgate_config::HttpVersions;
 use oxgate_proto::{parse_head, BodyFraming, Parsed, ProtoError, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, Sleep};
@@ -15,6 +16,7 @@ use tokio::time::{timeout, Sleep};
 use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
+use crate::h2;
 use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
 use crate::observe::{now_us, InFlight, SlowClient};
 use crate::preamble::{proxy_header, uwsgi_packet};
@@ -40,6 +42,12 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
         Ok(None) => return,
         Err(e) => return refuse_invalid(stream, &e, &shared).await,
     };
+    // Plain HTTP/2 (h2c) is known in advance or not at all (RFC 9113
+    // section 3.3): with --http 2, every plain connection is HTTP/2.
+    let h2c = wire == Wire::Http && !stream.is_tls();
+    if h2c && shared.settings.http == HttpVersions::Two {
+        return Box::pin(h2::serve(stream, buf, info, shared)).await;
+    }
     // The response buffer, kept from one response to the next.
     let mut spare = Vec::with_capacity(512);
     // One timer for every wait on a head, moved on rather than made anew:
@@ -53,6 +61,16 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
         let head = match read_head(&mut stream, &mut buf, &shared, first, timer.as_mut()).await {
             Ok(Some(head)) => Arc::new(head),
             Ok(None) => return,
+            // The HTTP/2 preface reads as a request line of version 2.0:
+            // a refusal for HTTP/1, so the check costs HTTP/1 nothing.
+            Err(ProtoError::VersionNotSupported)
+                if first
+                    && h2c
+                    && shared.settings.http == HttpVersions::Auto
+                    && h2::is_preface(&buf) =>
+            {
+                return Box::pin(h2::serve(stream, buf, info, shared)).await;
+            }
             Err(e) => return refuse_invalid(stream, &e, &shared).await,
         };
         first = false;
@@ -77,7 +95,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             Some((files, route)) => {
                 // Answered here, never reaching the app.
                 let mut enc = Encoder::new(&head, std::mem::take(&mut spare), request_id.clone());
-                files.respond(route, &head, &mut enc);
+                files.respond(route, &head, &mut |m| enc.push(m));
                 if head.framing != BodyFraming::None {
                     // A body nobody reads: close rather than drain it.
                     enc.keep_alive = false;

@@ -1,4 +1,5 @@
-//! oxgate's I/O side: listeners, connections, HTTP/1.1 framing on the wire,
+//! oxgate's I/O side: listeners, connections, HTTP/1.1 framing on the wire
+//! and HTTP/2 through the h2 crate,
 //! logs. Generic over `Handler`; must not depend on pyo3.
 
 pub mod access_log;
@@ -6,6 +7,10 @@ mod body;
 mod conn;
 mod date;
 mod encode;
+mod h2;
+mod h2_body;
+mod h2_send;
+mod h2_stream;
 pub mod handler;
 pub mod listener;
 pub mod logging;

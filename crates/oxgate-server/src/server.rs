@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use oxgate_config::HttpVersions;
 use oxgate_proto::{Limits, TrustList};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
@@ -59,6 +61,10 @@ pub struct Settings {
     pub request_id: bool,
     /// --certfile: the TCP listeners' HTTP connections speak TLS.
     pub tls: Option<Arc<Tls>>,
+    /// --http: which HTTP versions the listeners speak.
+    pub http: HttpVersions,
+    /// --http2-max-concurrent-streams.
+    pub h2_max_streams: u32,
 }
 
 pub struct Shared {
@@ -372,7 +378,14 @@ fn spawn_tls(
         }
         let (deadline, stall) = (s.head_timeout, s.write_timeout);
         if let Some(stream) = tls.accept(sock, &mut info, deadline, stall).await {
-            conn::serve(stream, Arc::new(info), guard.shared.clone(), Wire::Http).await;
+            let (info, shared) = (Arc::new(info), guard.shared.clone());
+            // ALPN chose h2; with --http 2 a client that named no protocol
+            // is taken to know it (RFC 9113 section 3.3).
+            if stream.alpn_h2() || (s.http == HttpVersions::Two && stream.alpn_none()) {
+                Box::pin(crate::h2::serve(stream, BytesMut::new(), info, shared)).await;
+            } else {
+                conn::serve(stream, info, shared, Wire::Http).await;
+            }
         }
         drop((guard, slot));
     });

@@ -16,7 +16,6 @@ use oxgate_proto::byte_range::{self, Range};
 use oxgate_proto::static_path::{self, Lookup};
 use oxgate_proto::{media_type, validators, RequestHead};
 
-use crate::encode::Encoder;
 use crate::handler::{ResponseHead, ResponseMsg};
 
 /// A year, for names that carry a content hash (RFC 9111 section 5.2.2.1
@@ -82,26 +81,31 @@ impl StaticFiles {
             })
     }
 
-    /// Encode the whole answer to `head` into `enc`.
-    pub(crate) fn respond(&self, route: Route<'_>, head: &RequestHead, enc: &mut Encoder) {
+    /// The whole answer to `head`, as messages to `out`.
+    pub(crate) fn respond(
+        &self,
+        route: Route<'_>,
+        head: &RequestHead,
+        out: &mut dyn FnMut(ResponseMsg),
+    ) {
         let method = head.method();
         if method != "GET" && method != "HEAD" {
             let mut resp = ResponseHead::new(405, "405 Method Not Allowed");
             resp.push_header("Allow", "GET, HEAD");
-            return small(enc, resp, b"Method Not Allowed\n");
+            return small(out, resp, b"Method Not Allowed\n");
         }
         let Lookup::File(segments) = route.lookup else {
-            return not_found(enc);
+            return not_found(out);
         };
         let mut path = PathBuf::new();
         for s in &segments {
             path.push(OsStr::from_bytes(s));
         }
         let Some((file, meta)) = open_under(route.mount, &path) else {
-            return not_found(enc);
+            return not_found(out);
         };
         let name = segments.last().map_or(&[][..], Vec::as_slice);
-        self.file(head, name, &path, route.mount, file, &meta, enc);
+        self.file(head, name, &path, route.mount, file, &meta, out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -113,7 +117,7 @@ impl StaticFiles {
         mount: &Mount,
         file: File,
         meta: &Metadata,
-        enc: &mut Encoder,
+        out: &mut dyn FnMut(ResponseMsg),
     ) {
         let range = head.header("range");
         // Precompressed siblings: preferred when the client takes them, and
@@ -158,8 +162,8 @@ impl StaticFiles {
         };
         if not_modified(head, &tag, since_epoch.as_secs()) {
             let resp = headers(304, "304 Not Modified");
-            enc.push(ResponseMsg::Head(resp));
-            return enc.push(ResponseMsg::End);
+            out(ResponseMsg::Head(resp));
+            return out(ResponseMsg::End);
         }
         let range = match range {
             Some(r) if range_applies(head, &tag, since_epoch.as_secs()) => {
@@ -177,7 +181,7 @@ impl StaticFiles {
             Range::Unsatisfiable => {
                 let mut h = ResponseHead::new(416, "416 Range Not Satisfiable");
                 h.push_header("Content-Range", &format!("bytes */{size}"));
-                return small(enc, h, b"Range Not Satisfiable\n");
+                return small(out, h, b"Range Not Satisfiable\n");
             }
         };
         resp.push_header("Content-Type", media_type::content_type(name));
@@ -187,11 +191,11 @@ impl StaticFiles {
         resp.push_header("Accept-Ranges", "bytes");
         resp.push_header("X-Content-Type-Options", "nosniff");
         resp.content_length = Some(len);
-        enc.push(ResponseMsg::Head(resp));
+        out(ResponseMsg::Head(resp));
         if len > 0 {
-            enc.push(ResponseMsg::File { file, offset, len });
+            out(ResponseMsg::File { file, offset, len });
         }
-        enc.push(ResponseMsg::End);
+        out(ResponseMsg::End);
     }
 }
 
@@ -300,11 +304,11 @@ fn http_date(value: &[u8]) -> Option<u64> {
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs())
 }
 
-fn not_found(enc: &mut Encoder) {
-    small(enc, ResponseHead::new(404, "404 Not Found"), b"Not Found\n");
+fn not_found(out: &mut dyn FnMut(ResponseMsg)) {
+    small(out, ResponseHead::new(404, "404 Not Found"), b"Not Found\n");
 }
 
-fn small(enc: &mut Encoder, mut head: ResponseHead, body: &'static [u8]) {
+fn small(out: &mut dyn FnMut(ResponseMsg), mut head: ResponseHead, body: &'static [u8]) {
     head.push_header("Content-Type", "text/plain; charset=utf-8");
-    enc.push(ResponseMsg::Whole(head, Bytes::from_static(body)));
+    out(ResponseMsg::Whole(head, Bytes::from_static(body)));
 }

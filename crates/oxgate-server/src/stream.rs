@@ -60,6 +60,16 @@ impl Stream {
         matches!(self.io, Io::Tls(_))
     }
 
+    /// TLS, and ALPN chose HTTP/2.
+    pub(crate) fn alpn_h2(&self) -> bool {
+        matches!(&self.io, Io::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"))
+    }
+
+    /// TLS, and the client named no protocol in ALPN.
+    pub(crate) fn alpn_none(&self) -> bool {
+        matches!(&self.io, Io::Tls(s) if s.get_ref().1.alpn_protocol().is_none())
+    }
+
     /// Push out what TLS holds back: rustls may keep encrypted bytes when
     /// the socket is full, which only a flush (or the next write) sends.
     /// A no-op for plain streams, which keep nothing.

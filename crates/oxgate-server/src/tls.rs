@@ -1,7 +1,7 @@
 //! TLS for the TCP listeners: the PEM files read into a rustls server
 //! config (by each worker as it starts, so a HUP picks up renewed
 //! certificates), and one connection's handshake under --header-timeout.
-//! Offers ALPN `http/1.1` only; knows nothing else of HTTP.
+//! Offers the ALPN protocols --http allows; knows nothing else of HTTP.
 
 use std::fmt;
 use std::io;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxgate_config::{ClientCerts, TlsConfig};
+use oxgate_config::{ClientCerts, HttpVersions, TlsConfig};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
@@ -122,7 +122,9 @@ fn pem_problem(e: &pem::Error) -> String {
 
 impl Tls {
     /// Read and check the files of `cfg`.
-    pub fn load(cfg: &TlsConfig) -> Result<Tls, TlsError> {
+    /// `http`: which protocols ALPN offers (RFC 7301; h2 first, the
+    /// server's preference).
+    pub fn load(cfg: &TlsConfig, http: HttpVersions) -> Result<Tls, TlsError> {
         // ring, not aws-lc-rs: no cmake or NASM to build. rustls deprecates
         // it only for lacking post-quantum key exchange (X25519MLKEM768).
         #[allow(deprecated)]
@@ -159,8 +161,11 @@ impl Tls {
             ),
             e => fail(key_flag, key_path, format!("unusable private key: {e}")),
         })?;
-        // No h2 yet: a client that offers both gets HTTP/1.1.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = match http {
+            HttpVersions::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            HttpVersions::One => vec![b"http/1.1".to_vec()],
+            HttpVersions::Two => vec![b"h2".to_vec()],
+        };
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             client_certs: cfg.client_certs,

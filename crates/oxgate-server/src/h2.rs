@@ -1,0 +1,177 @@
+//! One HTTP/2 connection (RFC 9113): the h2 crate does the framing, HPACK
+//! and flow control; this module sets its limits, takes its streams and
+//! gives each its own task (h2_stream.rs), and ends the connection when it
+//! idles past --keep-alive or the worker stops (GOAWAY, in-flight streams
+//! finish). Which connections are HTTP/2 is decided by the caller.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use oxgate_proto::Limits;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::handler::ConnInfo;
+use crate::server::Shared;
+use crate::stream::Stream;
+
+/// The client connection preface's first line (RFC 9113 section 3.4). An
+/// HTTP/1 parser reads it as a request line of version HTTP/2.0.
+pub(crate) const PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// Window a stream starts with: what a client may send of a body before
+/// the app reads it.
+const STREAM_WINDOW: u32 = 1024 * 1024;
+/// Window of the whole connection, shared by its streams.
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// Response bytes queued in h2 per stream beyond what the client's window
+/// takes (the app's own buffer is --response-buffer).
+const SEND_BUFFER: usize = 256 * 1024;
+/// Largest header list accepted, whatever the field limits multiply to.
+const MAX_HEADER_LIST: u32 = 1024 * 1024;
+
+/// Whether a connection that began with `buf` is an HTTP/2 client with
+/// prior knowledge.
+pub(crate) fn is_preface(buf: &[u8]) -> bool {
+    buf.starts_with(PREFACE_LINE)
+}
+
+/// Serve the connection `stream`, whose first bytes were already read into
+/// `read` (the preface, a PROXY header's leftovers), until it closes.
+pub(crate) async fn serve(
+    stream: Stream,
+    read: BytesMut,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) {
+    let settings = &shared.settings;
+    let io = Prefixed {
+        read: read.freeze(),
+        stream,
+    };
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(settings.h2_max_streams)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_send_buffer_size(SEND_BUFFER)
+        .max_header_list_size(header_list_limit(&settings.limits));
+    let handshake = builder.handshake::<_, Bytes>(io);
+    let peer = &info.peer_text.0;
+    let mut conn = match tokio::time::timeout(settings.head_timeout, handshake).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return log::debug!("HTTP/2 handshake with {peer} failed: {e}"),
+        Err(_) => {
+            return log::debug!("HTTP/2 preface from {peer} not sent within --header-timeout")
+        }
+    };
+    // Held by each stream's task: one strong count means none is running.
+    let live = Arc::new(());
+    let mut stop = shared.shutdown_signal();
+    let idle = tokio::time::sleep(settings.keepalive);
+    tokio::pin!(idle);
+    let mut closing = false;
+    if shared.shutting_down() {
+        conn.graceful_shutdown();
+        closing = true;
+    }
+    loop {
+        tokio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((req, respond))) => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + settings.keepalive);
+                    let (info, shared, live) = (info.clone(), shared.clone(), live.clone());
+                    tokio::spawn(async move {
+                        crate::h2_stream::serve(req, respond, info, shared).await;
+                        drop(live);
+                    });
+                }
+                Some(Err(e)) => {
+                    log::debug!("HTTP/2 connection with {peer} ended: {e}");
+                    break;
+                }
+                None => break,
+            },
+            _ = stop.changed(), if !closing => {
+                // GOAWAY: streams already opened finish, no new ones start.
+                conn.graceful_shutdown();
+                closing = true;
+            }
+            () = &mut idle, if !closing => {
+                if Arc::strong_count(&live) == 1 {
+                    conn.graceful_shutdown();
+                    closing = true;
+                } else {
+                    idle.as_mut().reset(tokio::time::Instant::now() + settings.keepalive);
+                }
+            }
+        }
+    }
+}
+
+/// SETTINGS_MAX_HEADER_LIST_SIZE from the field limits (RFC 9113 section
+/// 6.5.2 counts 32 bytes per field besides name and value); past it h2
+/// answers 431 itself, and h2_head applies the limits exactly.
+fn header_list_limit(limits: &Limits) -> u32 {
+    let lim = limits.effective();
+    let per_field = lim.max_header_size.saturating_add(32);
+    let total = lim.max_headers.saturating_mul(per_field);
+    u32::try_from(total)
+        .unwrap_or(u32::MAX)
+        .min(MAX_HEADER_LIST)
+}
+
+/// The connection with bytes already read from it put back in front.
+struct Prefixed {
+    read: Bytes,
+    stream: Stream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.read.has_remaining() {
+            let n = this.read.len().min(buf.remaining());
+            buf.put_slice(&this.read[..n]);
+            this.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
