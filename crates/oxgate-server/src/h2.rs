@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
+use h2::Reason;
 use oxgate_proto::Limits;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 
 use crate::handler::ConnInfo;
 use crate::server::Shared;
@@ -68,24 +70,34 @@ pub(crate) async fn serve(
         }
     };
     // Held by each stream's task: one strong count means none is running.
+    // A task ending says so on `done`.
     let live = Arc::new(());
+    let done = Arc::new(Notify::new());
     let mut stop = shared.shutdown_signal();
-    let idle = tokio::time::sleep(settings.keepalive);
+    // The first request has --header-timeout to come, as over HTTP/1.1;
+    // after that, --keep-alive without any stream ends the connection.
+    let idle = tokio::time::sleep(settings.head_timeout);
     tokio::pin!(idle);
+    let mut idle_armed = true;
     let mut closing = false;
-    if shared.shutting_down() {
-        conn.graceful_shutdown();
-        closing = true;
-    }
+    // GOAWAY goes only once no stream is in flight, as one frame naming
+    // the last stream taken (RFC 9113 section 6.8), and the connection
+    // closes. h2's graceful form (GOAWAY at once, a PING, a second GOAWAY)
+    // makes python-h2, httpx's HTTP/2, fail every request it has in flight
+    // when the PING comes (python-hyper/h2#1199); this way their responses
+    // are out first, and a request racing the GOAWAY is known unprocessed.
+    let mut stop_pending = shared.shutting_down();
     loop {
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((req, respond))) => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + settings.keepalive);
-                    let (info, shared, live) = (info.clone(), shared.clone(), live.clone());
+                    idle_armed = false;
+                    let (info, shared) = (info.clone(), shared.clone());
+                    let (live, done) = (live.clone(), done.clone());
                     tokio::spawn(async move {
                         crate::h2_stream::serve(req, respond, info, shared).await;
                         drop(live);
+                        done.notify_one();
                     });
                 }
                 Some(Err(e)) => {
@@ -94,18 +106,27 @@ pub(crate) async fn serve(
                 }
                 None => break,
             },
-            _ = stop.changed(), if !closing => {
-                // GOAWAY: streams already opened finish, no new ones start.
-                conn.graceful_shutdown();
-                closing = true;
-            }
-            () = &mut idle, if !closing => {
+            _ = stop.changed(), if !closing && !stop_pending => {
+                stop_pending = true;
                 if Arc::strong_count(&live) == 1 {
-                    conn.graceful_shutdown();
+                    conn.abrupt_shutdown(Reason::NO_ERROR);
                     closing = true;
-                } else {
-                    idle.as_mut().reset(tokio::time::Instant::now() + settings.keepalive);
                 }
+            }
+            () = done.notified(), if !closing => {
+                if Arc::strong_count(&live) == 1 {
+                    if stop_pending {
+                        conn.abrupt_shutdown(Reason::NO_ERROR);
+                        closing = true;
+                    } else {
+                        idle.as_mut().reset(tokio::time::Instant::now() + settings.keepalive);
+                        idle_armed = true;
+                    }
+                }
+            }
+            () = &mut idle, if !closing && idle_armed => {
+                conn.abrupt_shutdown(Reason::NO_ERROR);
+                closing = true;
             }
         }
     }
