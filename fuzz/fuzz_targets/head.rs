@@ -249,5 +249,6 @@ fn check_head(head: &RequestHead) {
                 assert!(!close && connection_has_token(head, "keep-alive"));
             }
         }
+        Version::Http2 => panic!("HTTP/2 from a request line"),
     }
 }

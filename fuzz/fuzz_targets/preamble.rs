@@ -9,12 +9,17 @@
 //!   (no field or request smuggled in through a variable).
 //! - forwarding: whatever the values, `resolve` gives a client, host and
 //!   port that parse, and a host that would pass as a Host header.
+//! - HTTP/2 header sections: a head `head_from_h2` accepts has exactly the
+//!   method and target given, and only fields that were given (the Host
+//!   from :authority, the cookies joined), so nothing decoded from HPACK
+//!   can smuggle a field or a second request into the head text.
 //!
 //! Input: byte 0 picks the part, the rest is its input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use oxgate_proto::forwarded::resolve;
+use oxgate_proto::h2_head::{head_from_h2, H2Request};
 use oxgate_proto::proxy_protocol::{self, Preamble};
 use oxgate_proto::uwsgi::{self, Packet};
 use oxgate_proto::{parse_head, Header, Limits, Parsed, TrustList, Version};
@@ -23,10 +28,11 @@ fuzz_target!(|input: &[u8]| {
     let Some((&which, data)) = input.split_first() else {
         return;
     };
-    match which % 3 {
+    match which % 4 {
         0 => proxy(data),
         1 => uwsgi_packet(data),
-        _ => forwarding(data),
+        2 => forwarding(data),
+        _ => h2_fields(data),
     }
 });
 
@@ -106,5 +112,52 @@ fn forwarding(data: &[u8]) {
             );
         }
         assert!(f.port.is_none_or(|p| p > 0));
+    }
+}
+
+fn h2_fields(data: &[u8]) {
+    // NUL-separated: method, authority, path, then name, value pairs.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.split('\0');
+    let (Some(method), Some(authority), Some(path)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return;
+    };
+    let rest: Vec<&str> = parts.collect();
+    let fields: Vec<(&str, &[u8])> = rest
+        .chunks(2)
+        .map(|pair| (pair[0], pair.get(1).copied().unwrap_or("").as_bytes()))
+        .collect();
+    let authority = (!authority.is_empty()).then_some(authority);
+    for end_stream in [true, false] {
+        let req = H2Request {
+            method,
+            authority,
+            path,
+            fields: &fields,
+            end_stream,
+        };
+        let Ok(head) = head_from_h2(req, &Limits::default()) else {
+            continue;
+        };
+        assert_eq!(head.method(), method);
+        assert_eq!(head.target(), path);
+        assert_eq!(head.version, Version::Http2);
+        let cookies: Vec<&[u8]> = fields
+            .iter()
+            .filter(|(n, v)| *n == "cookie" && !v.is_empty())
+            .map(|(_, v)| *v)
+            .collect();
+        for h in head.headers() {
+            let given = fields
+                .iter()
+                .any(|(n, v)| *n == h.name && v.trim_ascii() == h.value);
+            let host = h.name == "host" && authority.is_some_and(|a| a.as_bytes() == h.value);
+            let joined = h.name == "cookie" && cookies.join(&b"; "[..]).trim_ascii() == h.value;
+            assert!(given || host || joined, "field {h:?} was not given");
+        }
+        assert!(head.headers().len() <= fields.len() + 1);
     }
 }

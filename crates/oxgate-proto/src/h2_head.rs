@@ -74,7 +74,11 @@ pub fn head_from_h2(req: H2Request<'_>, limits: &Limits) -> Result<RequestHead, 
             "cookie" => {
                 cookies_done = true;
                 let mut joined = Vec::new();
-                for (_, v) in req.fields.iter().filter(|(n, _)| *n == "cookie") {
+                let crumbs = req
+                    .fields
+                    .iter()
+                    .filter(|(n, v)| *n == "cookie" && !v.is_empty());
+                for (_, v) in crumbs {
                     if !joined.is_empty() {
                         joined.extend_from_slice(b"; ");
                     }

@@ -130,11 +130,13 @@ pub fn translate(vars: &[(String, Vec<u8>)]) -> Result<Translated, ProtoError> {
             if HOP_HEADERS.contains(&key.as_str()) {
                 continue;
             }
-            push_field(
-                &mut head,
-                &name.to_ascii_lowercase().replace('_', "-"),
-                value,
-            );
+            let field = name.to_ascii_lowercase().replace('_', "-");
+            // The name becomes a line's start too: CR, LF or a colon in it
+            // would end the head or the field early (found by fuzzing).
+            if field.is_empty() || !field.bytes().all(crate::syntax::is_tchar) {
+                return Err(bad("uwsgi HTTP_ variable is not a header name"));
+            }
+            push_field(&mut head, &field, value);
         } else if key == "CONTENT_LENGTH" {
             if !value.is_empty() {
                 push_field(&mut head, "content-length", value);
@@ -311,9 +313,12 @@ mod tests {
     }
 
     #[test]
-    fn injection_through_values_is_refused() {
+    fn injection_through_values_and_names_is_refused() {
         for vars in [
             &[("HTTP_X", "a\r\nX-Injected: 1")][..],
+            &[("HTTP_\r\n\r\nGET", "x")],
+            &[("HTTP_X: 1\r\nY", "x")],
+            &[("HTTP_", "x")],
             &[("REQUEST_URI", "/a b")],
             &[("REQUEST_METHOD", "GET /")],
             &[("REQUEST_URI", "/a\0")],

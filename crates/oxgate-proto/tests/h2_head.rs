@@ -51,6 +51,9 @@ fn cookie_fields_are_joined_with_semicolons() {
     let cookies: Vec<_> = head.headers().filter(|h| h.name == "cookie").collect();
     assert_eq!(cookies.len(), 1);
     assert_eq!(cookies[0].value, b"a=1; b=2");
+    let gaps: &[(&str, &[u8])] = &[("cookie", b"a=1"), ("cookie", b""), ("cookie", b"b=2")];
+    let head = head_from_h2(req("GET", Some("h"), "/", gaps, true), &Limits::default()).unwrap();
+    assert_eq!(head.header("cookie"), Some(&b"a=1; b=2"[..]));
 }
 
 #[test]
