@@ -145,20 +145,43 @@ def test_get_and_post_over_tls_with_each_version(oxgate, pki, version):
     assert env["SSL_CLIENT_VERIFY"] is None and env["SSL_CLIENT_S_DN"] is None
 
 
-def test_curl_with_cacert_gets_the_page_over_http_1_1(oxgate, pki):
+def test_curl_with_cacert_gets_the_page_over_h2_or_http_1_1(oxgate, pki):
     server = oxgate(*pki.args())
-    out = subprocess.run(
-        ["curl", "-sS", "--cacert", str(pki.ca_file), "-w", " %{http_version}", url(server)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == "hello 1.1"
+    for flag, version in (("--http2", "2"), ("--http1.1", "1.1")):
+        out = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                flag,
+                "--cacert",
+                str(pki.ca_file),
+                "-w",
+                " %{http_version}",
+                url(server),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == f"hello {version}"
 
 
-def test_alpn_offers_http_1_1_only(oxgate, pki):
+def test_alpn_prefers_h2_and_falls_back_to_http_1_1(oxgate, pki):
     server = oxgate(*pki.args())
+    ctx = pki.context()
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with TlsConnection(server.port, ctx) as conn:
+        assert conn.sock.selected_alpn_protocol() == "h2"
+    ctx = pki.context()
+    ctx.set_alpn_protocols(["http/1.1"])
+    with TlsConnection(server.port, ctx) as conn:
+        assert conn.sock.selected_alpn_protocol() == "http/1.1"
+        assert conn.request(simple_request()).body == b"hello"
+
+
+def test_alpn_offers_http_1_1_only_with_http_1(oxgate, pki):
+    server = oxgate(*pki.args(), "--http", "1")
     ctx = pki.context()
     ctx.set_alpn_protocols(["h2", "http/1.1"])
     with TlsConnection(server.port, ctx) as conn:

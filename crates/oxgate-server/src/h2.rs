@@ -33,6 +33,9 @@ const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 const SEND_BUFFER: usize = 256 * 1024;
 /// Largest header list accepted, whatever the field limits multiply to.
 const MAX_HEADER_LIST: u32 = 1024 * 1024;
+/// How often a connection that is to close looks whether its last frames
+/// have left h2.
+const FLUSH_CHECK: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Whether a connection that began with `buf` is an HTTP/2 client with
 /// prior knowledge.
@@ -49,10 +52,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
 ) {
     let settings = &shared.settings;
-    let io = Prefixed {
-        read: read.freeze(),
-        stream,
-    };
+    let io = Prefixed::new(read.freeze(), stream);
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(settings.h2_max_streams)
@@ -79,7 +79,6 @@ pub(crate) async fn serve(
     let idle = tokio::time::sleep(settings.head_timeout);
     tokio::pin!(idle);
     let mut idle_armed = true;
-    let mut closing = false;
     // GOAWAY goes only once no stream is in flight, as one frame naming
     // the last stream taken (RFC 9113 section 6.8), and the connection
     // closes. h2's graceful form (GOAWAY at once, a PING, a second GOAWAY)
@@ -87,11 +86,18 @@ pub(crate) async fn serve(
     // when the PING comes (python-hyper/h2#1199); this way their responses
     // are out first, and a request racing the GOAWAY is known unprocessed.
     let mut stop_pending = shared.shutting_down();
+    // Closing is wanted: it happens once h2 has handed every frame of the
+    // last streams to the socket (h2's one-frame GOAWAY drops what is still
+    // queued), checked at each FLUSH_CHECK.
+    let mut closing = false;
+    let mut closed = false;
+    let mut check = tokio::time::interval(FLUSH_CHECK);
     loop {
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((req, respond))) => {
                     idle_armed = false;
+                    closing = false;
                     let (info, shared) = (info.clone(), shared.clone());
                     let (live, done) = (live.clone(), done.clone());
                     tokio::spawn(async move {
@@ -106,17 +112,13 @@ pub(crate) async fn serve(
                 }
                 None => break,
             },
-            _ = stop.changed(), if !closing && !stop_pending => {
+            _ = stop.changed(), if !stop_pending => {
                 stop_pending = true;
-                if Arc::strong_count(&live) == 1 {
-                    conn.abrupt_shutdown(Reason::NO_ERROR);
-                    closing = true;
-                }
+                closing = Arc::strong_count(&live) == 1;
             }
-            () = done.notified(), if !closing => {
+            () = done.notified(), if !closed => {
                 if Arc::strong_count(&live) == 1 {
                     if stop_pending {
-                        conn.abrupt_shutdown(Reason::NO_ERROR);
                         closing = true;
                     } else {
                         idle.as_mut().reset(tokio::time::Instant::now() + settings.keepalive);
@@ -124,9 +126,15 @@ pub(crate) async fn serve(
                     }
                 }
             }
-            () = &mut idle, if !closing && idle_armed => {
-                conn.abrupt_shutdown(Reason::NO_ERROR);
+            () = &mut idle, if !closed && idle_armed => {
+                idle_armed = false;
                 closing = true;
+            }
+            _ = check.tick(), if closing && !closed => {
+                if Arc::strong_count(&live) == 1 && !conn.has_streams() {
+                    conn.abrupt_shutdown(Reason::NO_ERROR);
+                    closed = true;
+                }
             }
         }
     }
@@ -144,10 +152,55 @@ fn header_list_limit(limits: &Limits) -> u32 {
         .min(MAX_HEADER_LIST)
 }
 
-/// The connection with bytes already read from it put back in front.
+/// The connection with bytes already read from it put back in front, and
+/// a check h2 does not make: the first frame after the preface must be
+/// SETTINGS (RFC 9113 section 3.4).
 struct Prefixed {
     read: Bytes,
     stream: Stream,
+    /// Bytes handed to h2 so far, up to the end of the first frame header.
+    seen: usize,
+    first_frame: [u8; FRAME_HEADER],
+}
+
+/// The client preface's fixed part, then a frame header's length.
+const MAGIC: usize = 24;
+const FRAME_HEADER: usize = 9;
+
+impl Prefixed {
+    fn new(read: Bytes, stream: Stream) -> Self {
+        Prefixed {
+            read,
+            stream,
+            seen: 0,
+            first_frame: [0; FRAME_HEADER],
+        }
+    }
+
+    /// Look at `fresh`, the next bytes h2 gets, while they are the first
+    /// frame's header.
+    fn inspect(&mut self, fresh: &[u8]) -> io::Result<()> {
+        let end = MAGIC + FRAME_HEADER;
+        if self.seen >= end {
+            return Ok(());
+        }
+        for &b in fresh.iter().take(end - self.seen) {
+            if let Some(slot) = self.seen.checked_sub(MAGIC) {
+                self.first_frame[slot] = b;
+            }
+            self.seen += 1;
+        }
+        // Type 0x4 SETTINGS, flags without ACK, stream 0.
+        let f = &self.first_frame;
+        let settings = f[3] == 0x4 && f[4] & 0x1 == 0 && f[5..] == [0, 0, 0, 0];
+        if self.seen == end && !settings {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the first HTTP/2 frame is not SETTINGS (RFC 9113 section 3.4)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl AsyncRead for Prefixed {
@@ -157,13 +210,18 @@ impl AsyncRead for Prefixed {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         if this.read.has_remaining() {
             let n = this.read.len().min(buf.remaining());
             buf.put_slice(&this.read[..n]);
             this.read.advance(n);
-            return Poll::Ready(Ok(()));
+        } else {
+            match Pin::new(&mut this.stream).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
         }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        Poll::Ready(this.inspect(&buf.filled()[before..]))
     }
 }
 
