@@ -538,6 +538,18 @@ def test_head_gets_the_headers_and_no_body(oxgate):
     assert bytes(get.data) == b"s" * 1000
 
 
+def test_head_to_a_streaming_app_runs_the_iterable_to_its_end(oxgate, events_file):
+    # As over HTTP/1.1: what the app yields after its head is dropped, not refused,
+    # so the app does not see a disconnect.
+    server = oxgate(APP)
+    with H2.tcp(server.port) as c:
+        c.start()
+        head = c.get("/closing?n=5&ms=1&tag=hd", method="HEAD")
+        assert head.status == 200 and head.ended and bytes(head.data) == b""
+    events = wait_event(events_file, "closed:hd", timeout=5)
+    assert [e for e in events if e.startswith("yield:hd:")] == [f"yield:hd:{i}" for i in range(5)]
+
+
 def test_file_wrapper_and_static_files_over_h2(oxgate, pki, tmp_path: Path):
     root = tmp_path / "static"
     root.mkdir()

@@ -54,6 +54,12 @@ pub(crate) struct Reply {
     pub(crate) head_sent: bool,
     /// The stream is closed on our side: END_STREAM or RST_STREAM went.
     pub(crate) ended: bool,
+    /// Nothing more can be sent: the stream was reset, or is gone.
+    cut: bool,
+    /// The response is whole: the app's End (or Whole) came, or the server
+    /// answered in its place. What an app sends after its head to a HEAD
+    /// request is taken and dropped until then, as over HTTP/1.1.
+    pub(crate) complete: bool,
 }
 
 impl Reply {
@@ -75,6 +81,8 @@ impl Reply {
             declared: None,
             head_sent: false,
             ended: false,
+            cut: false,
+            complete: false,
         }
     }
 
@@ -105,6 +113,12 @@ impl Reply {
         self.end()
     }
 
+    fn gone(&mut self) -> Gone {
+        self.cut = true;
+        self.complete = true;
+        Gone
+    }
+
     /// Answer `status` ourselves if nothing of the response went out yet,
     /// else reset the stream: the only honest end of a broken response.
     pub(crate) async fn fail(&mut self, status: u16, reason: &str, extra: &[(&str, &str)]) {
@@ -122,6 +136,7 @@ impl Reply {
     }
 
     pub(crate) fn reset(&mut self, reason: Reason) {
+        self.gone();
         if self.ended {
             return;
         }
@@ -226,25 +241,28 @@ impl Reply {
             Err(e) => {
                 log::debug!("HTTP/2 response not sent: {e}");
                 self.ended = true;
-                return Err(Gone);
+                return Err(self.gone());
             }
         }
         Ok(())
     }
 
     /// How many of `len` more body bytes the response lets through.
-    fn allowance(&self, len: u64) -> u64 {
-        if self.ended || !self.head_sent {
-            return 0;
+    fn allowance(&self, len: u64) -> Result<u64, Gone> {
+        if self.cut {
+            return Err(Gone);
         }
-        match self.declared {
+        if self.ended || !self.head_sent {
+            return Ok(0);
+        }
+        Ok(match self.declared {
             Some(n) => len.min(n.saturating_sub(self.body_sent)),
             None => len,
-        }
+        })
     }
 
     async fn data(&mut self, mut data: Bytes) -> Result<(), Gone> {
-        let n = usize::try_from(self.allowance(data.len() as u64)).unwrap_or(0);
+        let n = usize::try_from(self.allowance(data.len() as u64)?).unwrap_or(0);
         data.truncate(n);
         while !data.is_empty() {
             let room = self.room(data.len()).await?;
@@ -257,7 +275,7 @@ impl Reply {
     /// `len` bytes of `file` from `offset`, read as the window opens: a
     /// page-cache read, as blocking as sendfile(2) would be.
     async fn file(&mut self, file: &File, offset: u64, len: u64) -> Result<(), Gone> {
-        let len = self.allowance(len);
+        let len = self.allowance(len)?;
         let mut done = 0u64;
         while done < len {
             let left = usize::try_from(len - done).unwrap_or(usize::MAX);
@@ -288,9 +306,14 @@ impl Reply {
     }
 
     fn send(&mut self, piece: Bytes) -> Result<(), Gone> {
-        let body = self.body.as_mut().ok_or(Gone)?;
         let n = piece.len() as u64;
-        body.send_data(piece, false).map_err(|_| Gone)?;
+        let sent = match self.body.as_mut() {
+            Some(body) => body.send_data(piece, false).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(self.gone());
+        }
         self.body_sent += n;
         Ok(())
     }
@@ -299,27 +322,31 @@ impl Reply {
     /// A window left shut past --write-timeout resets the stream.
     async fn room(&mut self, want: usize) -> Result<usize, Gone> {
         let stall = self.stall;
-        let body = self.body.as_mut().ok_or(Gone)?;
+        let Some(body) = self.body.as_mut() else {
+            return Err(self.gone());
+        };
         body.reserve_capacity(want);
-        loop {
+        let stalled = loop {
             let now = body.capacity();
             if now > 0 {
                 return Ok(now);
             }
             match tokio::time::timeout(stall, poll_fn(|cx| body.poll_capacity(cx))).await {
                 Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_)) | None) => return Err(Gone),
-                Err(_) => {
-                    log::debug!("HTTP/2 client kept its window shut past --write-timeout");
-                    crate::observe::write_stalled();
-                    self.reset(Reason::CANCEL);
-                    return Err(Gone);
-                }
+                Ok(Some(Err(_)) | None) => break false,
+                Err(_) => break true,
             }
+        };
+        if stalled {
+            log::debug!("HTTP/2 client kept its window shut past --write-timeout");
+            crate::observe::write_stalled();
+            self.reset(Reason::CANCEL);
         }
+        Err(self.gone())
     }
 
     fn end(&mut self) -> Result<(), Gone> {
+        self.complete = true;
         if self.ended {
             return Ok(());
         }
@@ -333,7 +360,14 @@ impl Reply {
             return Err(Gone);
         }
         self.ended = true;
-        let body = self.body.as_mut().ok_or(Gone)?;
-        body.send_data(Bytes::new(), true).map_err(|_| Gone)
+        let sent = match self.body.as_mut() {
+            Some(body) => body.send_data(Bytes::new(), true).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(self.gone())
+        }
     }
 }

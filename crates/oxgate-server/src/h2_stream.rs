@@ -183,7 +183,7 @@ async fn respond(
         .settings
         .request_timeout
         .map(|t| tokio::time::Instant::now() + t);
-    while !reply.ended {
+    while !reply.complete {
         let limit = deadline.filter(|_| !reply.head_sent);
         let next = async {
             match limit {
@@ -196,10 +196,9 @@ async fn respond(
         let msg = tokio::select! {
             biased;
             msg = next => msg,
-            reason = reply.reset_by_client() => {
+            reason = reply.reset_by_client(), if !reply.ended => {
                 log::debug!("HTTP/2 stream reset by the client: {reason}");
                 // Dropping `rx` tells the app side: its next write fails.
-                reply.ended = true;
                 return false;
             }
             step = async {
