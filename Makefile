@@ -20,10 +20,10 @@ SERVE_BIND ?= 127.0.0.1:8000
 # Extra options of bench/compare.py for `make bench`, e.g. BENCH_ARGS="--duration 3 --reps 1".
 BENCH_ARGS ?=
 
-.PHONY: help build lint test-rust test-py test fuzz-smoke fuzz bench bench-smoke serve-example clean
+.PHONY: help build lint test-rust test-py test fuzz-smoke fuzz bench bench-static bench-http2 bench-smoke serve-example clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build the abi3 wheel into dist/ (one wheel for every Python >= 3.9)
 	rm -f $(DIST)/oxgate-*.whl
@@ -79,6 +79,14 @@ fuzz: ## run each fuzz target for FUZZ_SECONDS (600), at nice 19
 bench: build ## oxgate vs its peers (wrk): writes bench/results/latest.json, docs/benchmarks.md/.png
 	bash bench/install.sh full
 	.venv-bench/bin/python bench/compare.py $(BENCH_ARGS)
+
+bench-static: build ## static files: --static-map vs whitenoise in oxgate vs nginx (bench/static_files.py)
+	bash bench/install.sh full
+	.venv-bench/bin/python bench/static_files.py
+
+bench-http2: build ## HTTP/2 hello over h2c: oxgate vs granian, with h2load (bench/http2.py)
+	bash bench/install.sh full
+	.venv-bench/bin/python bench/http2.py
 
 # Proves bench/compare.py works: oxgate and gunicorn on every scenario for 1 s, and the
 # in-process ceiling, then the report rewritten from the JSON alone; all into a temp dir

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes .venv-bench ready for bench/compare.py; installs only what is missing, so a
-# second run takes seconds. `full`: every peer, matplotlib, wrk, nginx, libev-dev;
+# second run takes seconds. `full`: every peer, matplotlib, wrk, nginx, libev-dev, h2load;
 # `smoke`: oxgate, Django, gunicorn, matplotlib, wrk (no compiled peers, no nginx). The oxgate wheel from
 # dist/ is always reinstalled (`make build` writes it).
 # A peer that fails to build is recorded in .venv-bench/install-status/PACKAGE with
@@ -19,6 +19,8 @@ command -v taskset >/dev/null || need+=(util-linux)
 if [ "$mode" = full ]; then
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
   [ -f /usr/include/ev.h ] || need+=(libev-dev)
+  # bench/http2.py drives h2c with h2load.
+  command -v h2load >/dev/null || need+=(nghttp2-client)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "apt-get install ${need[*]}"
