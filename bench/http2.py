@@ -85,7 +85,9 @@ def main() -> None:
     port = free_port()
     cmd = [str(VENV_BIN / "granian"), "--interface", "wsgi", "--http", "2", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--workers", "1", "--no-access-log", "benchapps:hello"]
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=APPS, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *cmd], cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_h2(url, lambda: proc.poll() is None)
