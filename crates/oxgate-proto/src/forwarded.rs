@@ -74,6 +74,41 @@ struct Fields {
     ssl_on: bool,
 }
 
+/// The fields `resolve` reads.
+#[derive(Clone, Copy)]
+enum Field {
+    Forwarded,
+    For,
+    Host,
+    Port,
+    Proto,
+    Ssl,
+    Protocol,
+}
+
+/// Which of the fields `resolve` reads `name` is (any case).
+fn field(name: &str) -> Option<Field> {
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        9 if is("forwarded") => Some(Field::Forwarded),
+        15 if is("x-forwarded-for") => Some(Field::For),
+        15 if is("x-forwarded-ssl") => Some(Field::Ssl),
+        16 if is("x-forwarded-host") => Some(Field::Host),
+        16 if is("x-forwarded-port") => Some(Field::Port),
+        17 if is("x-forwarded-proto") => Some(Field::Proto),
+        20 if is("x-forwarded-protocol") => Some(Field::Protocol),
+        _ => None,
+    }
+}
+
+/// Whether `resolve` reads a field named `name`: a request without any
+/// such field resolves to nothing, so a caller that sees none while it
+/// walks the headers anyway may skip `resolve`. None of these names holds
+/// an underscore, so none is a header the environ drops.
+pub fn is_forwarding_field(name: &str) -> bool {
+    field(name).is_some()
+}
+
 /// What the headers of a request from a trusted peer say. `trust` also
 /// decides which hops of a chain are proxies: the client is the nearest
 /// address that is not trusted (read from the right, as each proxy appends
@@ -83,25 +118,25 @@ pub fn resolve<'a>(headers: impl Iterator<Item = Header<'a>>, trust: &TrustList)
     let mut f = Fields::default();
     let mut any = false;
     for h in headers {
-        let list = match h.name.len() {
-            9 if h.name.eq_ignore_ascii_case("forwarded") => &mut f.forwarded,
-            15 if h.name.eq_ignore_ascii_case("x-forwarded-for") => &mut f.xff,
-            16 if h.name.eq_ignore_ascii_case("x-forwarded-host") => &mut f.host,
-            16 if h.name.eq_ignore_ascii_case("x-forwarded-port") => &mut f.port,
-            17 if h.name.eq_ignore_ascii_case("x-forwarded-proto") => &mut f.proto,
-            15 if h.name.eq_ignore_ascii_case("x-forwarded-ssl") => {
-                f.ssl_on |= h.value.trim_ascii().eq_ignore_ascii_case(b"on");
-                any = true;
-                continue;
-            }
-            20 if h.name.eq_ignore_ascii_case("x-forwarded-protocol") => {
-                f.ssl_on |= h.value.trim_ascii().eq_ignore_ascii_case(b"ssl");
-                any = true;
-                continue;
-            }
-            _ => continue,
+        let Some(field) = field(h.name) else {
+            continue;
         };
         any = true;
+        let list = match field {
+            Field::Forwarded => &mut f.forwarded,
+            Field::For => &mut f.xff,
+            Field::Host => &mut f.host,
+            Field::Port => &mut f.port,
+            Field::Proto => &mut f.proto,
+            Field::Ssl => {
+                f.ssl_on |= h.value.trim_ascii().eq_ignore_ascii_case(b"on");
+                continue;
+            }
+            Field::Protocol => {
+                f.ssl_on |= h.value.trim_ascii().eq_ignore_ascii_case(b"ssl");
+                continue;
+            }
+        };
         // Non-ASCII values are ignored: no address, scheme or host has any.
         if let Ok(value) = std::str::from_utf8(h.value) {
             list.extend(
@@ -444,5 +479,33 @@ mod tests {
     #[test]
     fn no_forwarding_headers_say_nothing() {
         assert!(run(&[("Host", "x"), ("Accept", "*/*")], "*").is_empty());
+    }
+
+    #[test]
+    fn forwarding_fields_are_named_in_any_case_and_keep_their_environ_key() {
+        let names = [
+            "Forwarded",
+            "X-Forwarded-For",
+            "x-forwarded-ssl",
+            "X-FORWARDED-HOST",
+            "X-Forwarded-Port",
+            "X-Forwarded-Proto",
+            "X-Forwarded-Protocol",
+        ];
+        for name in names {
+            assert!(is_forwarding_field(name), "{name}");
+            // Callers learn of these fields while building the environ's
+            // HTTP_* entries: a dropped name would hide one.
+            assert!(crate::environ::header_key(name).is_some(), "{name}");
+        }
+        for name in [
+            "Host",
+            "X-Forwarded",
+            "X-Forwarded-Fo",
+            "X_Forwarded_For",
+            "Forwarde",
+        ] {
+            assert!(!is_forwarding_field(name), "{name}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::environ_cache::{ConnStrings, HeaderKeys};
+use crate::environ_cache::{ConnStrings, HeaderKeys, Key};
 use crate::errors::WsgiErrors;
 use crate::file_wrapper::FileWrapper;
 use crate::input::WsgiInput;
@@ -163,8 +163,10 @@ pub fn build_environ<'py>(
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
-    headers(py, ctx, head, &env, kept)?;
-    if let Some(trust) = &conn.forwarded {
+    let forwarding = headers(py, ctx, head, &env, kept)?;
+    // Without a forwarding field there is nothing to resolve: most requests,
+    // even from a trusted peer (127.0.0.1 is trusted by default), skip it.
+    if let Some(trust) = conn.forwarded.as_ref().filter(|_| forwarding) {
         forwarded(py, head, conn, trust, &env)?;
     }
     // A uwsgi proxy's variables win, as under uWSGI: they describe the
@@ -287,17 +289,25 @@ fn client_cert(py: Python<'_>, conn: &ConnInfo, env: &Bound<'_, PyDict>) -> PyRe
 
 /// The HTTP_* (and CONTENT_*) entries, one per header name: RFC 9110
 /// section 5.3 lets repeated fields combine into one comma-separated list.
+/// True when a forwarding field (Forwarded, X-Forwarded-*) was among them.
 fn headers<'py>(
     py: Python<'py>,
     ctx: &AppContext,
     head: &RequestHead,
     env: &Bound<'py, PyDict>,
     kept: &mut ConnStrings,
-) -> PyResult<()> {
+) -> PyResult<bool> {
+    let mut forwarding = false;
     for (i, h) in head.headers().enumerate() {
-        let Some((key, interned)) = ctx.keys.get(py, h.name) else {
+        let Some(Key {
+            key,
+            interned,
+            forwarding: is_forwarding,
+        }) = ctx.keys.get(py, h.name)
+        else {
             continue;
         };
+        forwarding |= is_forwarding;
         let is_length = h.name.eq_ignore_ascii_case("content-length");
         if is_length && !matches!(head.framing, BodyFraming::Length(_)) {
             continue;
@@ -323,7 +333,7 @@ fn headers<'py>(
         };
         env.set_item(key, value)?;
     }
-    Ok(())
+    Ok(forwarding)
 }
 
 /// The scheme the client used, as far as the connection knows (TLS here,

@@ -8,6 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, PoisonError};
 
 use oxgate_proto::environ::header_key;
+use oxgate_proto::forwarded::is_forwarding_field;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -18,8 +19,9 @@ const MAX_KEYS: usize = 512;
 const MAX_VALUES: usize = 32;
 const MAX_VALUE_LEN: usize = 4096;
 
-/// A header name as sent, and its environ key (None: the header is dropped).
-type KeyMap = HashMap<Box<[u8]>, Option<Py<PyString>>, BuildHasherDefault<Fnv>>;
+/// A header name as sent, its environ key (None: the header is dropped)
+/// and whether it is a forwarding field.
+type KeyMap = HashMap<Box<[u8]>, (Option<Py<PyString>>, bool), BuildHasherDefault<Fnv>>;
 
 /// FNV-1a: a few instructions per byte of a short name, where SipHash
 /// costs about a hundred per lookup. Its weakness to chosen collisions
@@ -49,25 +51,49 @@ impl Hasher for Fnv {
 #[derive(Default)]
 pub struct HeaderKeys(Mutex<KeyMap>);
 
+/// What `HeaderKeys::get` knows of a header name.
+pub struct Key<'py> {
+    /// The environ key.
+    pub key: Bound<'py, PyString>,
+    /// A kept key: interned, so equal keys are one object.
+    pub interned: bool,
+    /// A field a trusted proxy's account is read from
+    /// (`oxgate_proto::forwarded::is_forwarding_field`): known with the key,
+    /// so the environ learns whether to resolve one for free.
+    pub forwarding: bool,
+}
+
 impl HeaderKeys {
-    /// The environ key for header `name`, None when the header is dropped
-    /// (oxgate_proto::environ::header_key), and whether it is a kept one:
-    /// kept keys are interned, so equal keys are one object.
-    pub fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<(Bound<'py, PyString>, bool)> {
+    /// What is known of header `name`; None when the header is dropped
+    /// (oxgate_proto::environ::header_key).
+    pub fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<Key<'py>> {
         let mut keys = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(key) = keys.get(name.as_bytes()) {
-            return key.as_ref().map(|k| (k.bind(py).clone(), true));
+        if let Some((key, forwarding)) = keys.get(name.as_bytes()) {
+            return key.as_ref().map(|k| Key {
+                key: k.bind(py).clone(),
+                interned: true,
+                forwarding: *forwarding,
+            });
         }
         let key = header_key(name);
+        let forwarding = is_forwarding_field(name);
         if keys.len() >= MAX_KEYS {
-            return key.map(|k| (PyString::new(py, &k), false));
+            return key.map(|k| Key {
+                key: PyString::new(py, &k),
+                interned: false,
+                forwarding,
+            });
         }
         let key = key.map(|k| PyString::intern(py, &k));
         keys.insert(
             name.as_bytes().into(),
-            key.as_ref().map(|k| k.clone().unbind()),
+            (key.as_ref().map(|k| k.clone().unbind()), forwarding),
         );
-        key.map(|k| (k, true))
+        key.map(|key| Key {
+            key,
+            interned: true,
+            forwarding,
+        })
     }
 }
 

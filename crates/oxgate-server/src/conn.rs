@@ -17,7 +17,7 @@ use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared, Pump, Step};
 use crate::encode::Encoder;
 use crate::h2;
-use crate::handler::{ConnInfo, InlineCall, Request, Responder, ResponseRx};
+use crate::handler::{ConnInfo, Request, Responder, ResponseRx};
 use crate::observe::{now_us, InFlight, SlowClient};
 use crate::preamble::{proxy_header, uwsgi_packet};
 use crate::request_id::RequestId;
@@ -48,8 +48,9 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
     if h2c && shared.settings.http == HttpVersions::Two {
         return Box::pin(h2::serve(stream, buf, info, shared)).await;
     }
-    // The response buffer, kept from one response to the next.
-    let mut spare = Vec::with_capacity(512);
+    // The last response's encoder (and its write buffer), made over for
+    // the next one: one allocation per connection, not per response.
+    let mut spare = None;
     // One timer for every wait on a head, moved on rather than made anew:
     // a later deadline only updates the armed entry, where a fresh timeout
     // per read costs an insert into and a removal from the timer wheel.
@@ -86,15 +87,15 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
         // The metrics' clock: plain microseconds, cheap to subtract.
         let since = observer.map(|_| now_us());
         let request_id = shared.ids.as_ref().map(|ids| ids.for_request(&head));
+        let mut enc = Encoder::renew(spare.take(), &head, request_id.clone());
         let routed = shared
             .settings
             .statics
             .as_deref()
             .and_then(|files| Some((files, files.route(head.path())?)));
-        let (mut exchange, ok) = match routed {
+        let (exchange, ok) = match routed {
             Some((files, route)) => {
                 // Answered here, never reaching the app.
-                let mut enc = Encoder::new(&head, std::mem::take(&mut spare), request_id.clone());
                 files.respond(route, &head, &mut |m| enc.push(m));
                 if head.framing != BodyFraming::None {
                     // A body nobody reads: close rather than drain it.
@@ -119,14 +120,13 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                         return refuse(stream, &e).await;
                     }
                 };
-                let enc = Encoder::new(&head, std::mem::take(&mut spare), request_id.clone());
                 // Inline calls write from the app's thread straight to the
                 // socket (`raw_fd`), which TLS cannot allow: those take the
                 // channel path.
                 let inline = pump.is_none() && !stream.is_tls() && shared.handler.inline();
-                let (mut exchange, responder, call) = if inline {
+                let (responder, call, enc) = if inline {
                     // The app runs here and now, on this thread: no hand-off. The
-                    // encoder comes back into the exchange when the call ends.
+                    // encoder comes back when the call ends.
                     let (responder, call) = Responder::inline(
                         last_call.take(),
                         enc,
@@ -134,12 +134,9 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                         settings.write_timeout,
                         settings.response_buffer,
                     );
-                    // Used if the call cannot run inline after all and is
-                    // queued.
-                    let queued = Encoder::new(&head, Vec::new(), request_id.clone());
-                    (Exchange::new(queued), responder, Some(call))
+                    (responder, Some(call), None)
                 } else {
-                    (Exchange::new(enc), Responder::unset(), None)
+                    (Responder::unset(), None, Some(enc))
                 };
                 let req = Request {
                     head: head.clone(),
@@ -153,20 +150,25 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                         _ => now_us(),
                     }),
                 };
-                let queued = match call {
-                    Some(call) => match shared.handler.call_inline(req) {
-                        Ok(()) => Err(call),
-                        Err(back) => Ok(*back),
-                    },
-                    None => Ok(req),
-                };
-                let ok = match queued {
-                    Err(call) => {
-                        let ok = exchange.finish_inline(&call, &mut stream, &shared).await;
+                let (enc, queued, failed) = match call {
+                    Some(call) => {
+                        let ran = shared.handler.call_inline(req);
+                        // The encoder back: written by the call, or untouched
+                        // if the call could not run and the request is queued.
+                        let (enc, failed) = call.finish();
                         last_call = Some(call);
-                        ok
+                        (enc, ran.err().map(|req| *req), failed)
                     }
-                    Ok(mut req) => {
+                    None => (enc, Some(req), false),
+                };
+                // No encoder came back only if a call lost it, which none
+                // does: a blank one, and the connection closes.
+                let lost = enc.is_none();
+                let enc = enc.unwrap_or_else(|| Encoder::renew(None, &head, request_id.clone()));
+                let mut exchange = Exchange::new(enc);
+                let ok = match queued {
+                    None => !lost && exchange.finish_inline(failed, &mut stream, &shared).await,
+                    Some(mut req) => {
                         let (responder, rx) =
                             Responder::channel(settings.response_buffer, shared.outbox.clone());
                         req.responder = responder;
@@ -208,7 +210,6 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                 shared.settings.request_timeout.map_or(0, |t| t.as_secs())
             );
         }
-        spare = exchange.enc.take_buffer();
         let enc = &exchange.enc;
         if let Some(o) = observer {
             if exchange.slow_body {
@@ -238,6 +239,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             linger_close(stream).await;
             return;
         }
+        spare = Some(exchange.enc);
     }
 }
 
@@ -307,7 +309,7 @@ async fn read_head(
 
 /// The response half of one request.
 struct Exchange {
-    enc: Encoder,
+    enc: Box<Encoder>,
     /// The app did not start its response within --timeout.
     timed_out: bool,
     /// A streamed body stalled past --body-timeout.
@@ -315,7 +317,7 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn new(enc: Encoder) -> Self {
+    fn new(enc: Box<Encoder>) -> Self {
         Exchange {
             enc,
             timed_out: false,
@@ -333,18 +335,9 @@ impl Exchange {
         false
     }
 
-    /// After an inline call: write what it left queued.
-    async fn finish_inline(
-        &mut self,
-        call: &InlineCall,
-        stream: &mut Stream,
-        shared: &Shared,
-    ) -> bool {
-        let (enc, failed) = call.finish();
-        let Some(enc) = enc else {
-            return false;
-        };
-        self.enc = enc;
+    /// After an inline call: write what it left queued; `failed`: a write
+    /// during the call already failed.
+    async fn finish_inline(&mut self, failed: bool, stream: &mut Stream, shared: &Shared) -> bool {
         // Let the other connections with a request ready run theirs first,
         // so their responses leave together: a client woken once for a
         // burst costs the machine less than one woken per response. Alone,

@@ -63,14 +63,28 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// An encoder for the response to `head`, writing into `out` (a
-    /// buffer kept from the connection's last response, or a new one);
+    /// The encoder for the response to `head` on a connection: `last`, its
+    /// previous response's, made over in place (its allocation and write
+    /// buffer used again), or a new one for its first. Boxed, so handing it
+    /// to an inline call and back moves a pointer, not the whole state.
     /// `request_id`: the request's id (--request-id), sent back with it.
-    pub(crate) fn new(
+    pub(crate) fn renew(
+        last: Option<Box<Encoder>>,
         head: &RequestHead,
-        mut out: Vec<u8>,
         request_id: Option<Arc<RequestId>>,
-    ) -> Self {
+    ) -> Box<Encoder> {
+        match last {
+            Some(mut enc) => {
+                let out = std::mem::take(&mut enc.out);
+                *enc = Encoder::new(head, out, request_id);
+                enc
+            }
+            None => Box::new(Encoder::new(head, Vec::with_capacity(512), request_id)),
+        }
+    }
+
+    /// An encoder for the response to `head`, writing into `out`.
+    fn new(head: &RequestHead, mut out: Vec<u8>, request_id: Option<Arc<RequestId>>) -> Self {
         out.clear();
         Encoder {
             is_head: head.method() == "HEAD",
@@ -88,11 +102,6 @@ impl Encoder {
             in_items: 0,
             request_id,
         }
-    }
-
-    /// The write buffer, for the connection's next response.
-    pub(crate) fn take_buffer(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.out)
     }
 
     /// Bytes encoded but not written yet.

@@ -305,7 +305,7 @@ enum To {
 struct Sink {
     /// Taken back by the connection when the call returns; a responder the
     /// app kept past its call finds it gone.
-    enc: Option<Encoder>,
+    enc: Option<Box<Encoder>>,
     fd: RawFd,
     stall: Duration,
     limit: usize,
@@ -318,7 +318,7 @@ pub(crate) struct InlineCall(Arc<Mutex<Sink>>);
 
 impl InlineCall {
     /// End the call: the encoder back, and whether a write already failed.
-    pub(crate) fn finish(&self) -> (Option<Encoder>, bool) {
+    pub(crate) fn finish(&self) -> (Option<Box<Encoder>>, bool) {
         let mut sink = lock_sink(&self.0);
         (sink.enc.take(), sink.failed)
     }
@@ -443,7 +443,7 @@ impl Responder {
     /// else holds it (one allocation per request less).
     pub(crate) fn inline(
         last: Option<InlineCall>,
-        enc: Encoder,
+        enc: Box<Encoder>,
         fd: RawFd,
         stall: Duration,
         limit: usize,
@@ -512,7 +512,7 @@ impl Responder {
         match &self.to {
             To::Inline(sink) => {
                 let sink = lock_sink(sink);
-                let queued = sink.enc.as_ref().map_or(0, Encoder::queued);
+                let queued = sink.enc.as_ref().map_or(0, |enc| enc.queued());
                 queued.saturating_add(n) > sink.limit
             }
             _ => false,
