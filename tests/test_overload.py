@@ -74,3 +74,23 @@ def test_a_burst_past_the_queue_gets_fast_503s_and_flat_memory(oxgate, django_si
     with server.connect() as conn:
         for _ in range(20):
             assert conn.request(simple_request("GET", "/api/slow?ms=0")).status == 200
+
+
+def test_a_refused_request_keeps_its_request_id(oxgate, django_site):
+    server = oxgate(
+        "--chdir", str(django_site), "mysite.wsgi",
+        "--threads", "1", "--request-queue", "1", "--request-id",
+        pythonpath=False,
+    )  # fmt: skip
+    wait_ready(server, 1)
+    conns = [RawConnection(("127.0.0.1", server.port)) for _ in range(12)]
+    for i, c in enumerate(conns):
+        c.send(simple_request("GET", "/api/slow?ms=200", headers=[("X-Request-ID", f"burst-{i}")]))
+    refused = {}
+    for i, c in enumerate(conns):
+        resp = c.read_response()
+        if resp.status == 503:
+            refused[i] = resp.header("X-Request-ID")
+        c.close()
+    assert refused, "the burst was all served: nothing refused"
+    assert all(rid == f"burst-{i}" for i, rid in refused.items()), refused

@@ -181,13 +181,13 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                                 o.answered(&head, 503, since);
                             }
                             let mut out = Vec::new();
-                            simple_response(
-                                &mut out,
-                                503,
-                                "Service Unavailable",
-                                &[("Retry-After", "1")],
-                                false,
+                            let mut extra = vec![("Retry-After", "1")];
+                            extra.extend(
+                                request_id
+                                    .as_deref()
+                                    .map(|id| (crate::request_id::HEADER, id.as_str())),
                             );
+                            simple_response(&mut out, 503, "Service Unavailable", &extra, false);
                             let _ = stream.write_all(&out).await;
                             linger_close(stream).await;
                             return;
