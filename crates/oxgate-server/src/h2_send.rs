@@ -96,7 +96,7 @@ impl Reply {
             }
             ResponseMsg::Whole(head, body) => self.whole(head, body).await,
             ResponseMsg::Head(head) => self.start(head, None, false),
-            ResponseMsg::Body(data) => self.data(data).await,
+            ResponseMsg::Body(data) => self.data(data, false).await,
             ResponseMsg::File { file, offset, len } => self.file(&file, offset, len).await,
             ResponseMsg::End if !self.head_sent => {
                 // End without a head cannot come from a correct app side.
@@ -109,7 +109,7 @@ impl Reply {
 
     async fn whole(&mut self, head: ResponseHead, body: Bytes) -> Result<(), Gone> {
         self.start(head, Some(body.len() as u64), body.is_empty())?;
-        self.data(body).await?;
+        self.data(body, true).await?;
         self.end()
     }
 
@@ -261,13 +261,19 @@ impl Reply {
         })
     }
 
-    async fn data(&mut self, mut data: Bytes) -> Result<(), Gone> {
+    /// `data`, or as much as the response lets through; `last`: nothing
+    /// follows it, so its final DATA frame may carry END_STREAM (one frame a
+    /// response fewer than an empty one after it).
+    async fn data(&mut self, mut data: Bytes, last: bool) -> Result<(), Gone> {
         let n = usize::try_from(self.allowance(data.len() as u64)?).unwrap_or(0);
         data.truncate(n);
         while !data.is_empty() {
             let room = self.room(data.len()).await?;
             let piece = data.split_to(room.min(data.len()));
-            self.send(piece)?;
+            let whole = self
+                .declared
+                .is_none_or(|d| self.body_sent + piece.len() as u64 >= d);
+            self.send(piece, last && data.is_empty() && whole)?;
         }
         Ok(())
     }
@@ -290,7 +296,7 @@ impl Reply {
             match n {
                 Ok(n) if n > 0 => {
                     chunk.truncate(n);
-                    self.send(chunk.freeze())?;
+                    self.send(chunk.freeze(), false)?;
                     done += n as u64;
                 }
                 // Shorter than promised, or unreadable: the declared length
@@ -305,16 +311,18 @@ impl Reply {
         Ok(())
     }
 
-    fn send(&mut self, piece: Bytes) -> Result<(), Gone> {
+    /// Send `piece`, ending the stream with it when `end`.
+    fn send(&mut self, piece: Bytes, end: bool) -> Result<(), Gone> {
         let n = piece.len() as u64;
         let sent = match self.body.as_mut() {
-            Some(body) => body.send_data(piece, false).is_ok(),
+            Some(body) => body.send_data(piece, end).is_ok(),
             None => false,
         };
         if !sent {
             return Err(self.gone());
         }
         self.body_sent += n;
+        self.ended |= end;
         Ok(())
     }
 
