@@ -34,6 +34,7 @@ from h2_client import (
     MIB,
     NO_ERROR,
     PREFACE,
+    SETTINGS_MAX_CONCURRENT_STREAMS,
 )
 from hyperframe.frame import (
     DataFrame,
@@ -730,19 +731,28 @@ def test_httpx_concurrent_requests_share_one_h2_connection(oxgate, pki):
 
 
 def test_full_app_queue_gives_503_on_the_stream_and_the_connection_stays(oxgate):
+    # One connection may not open more streams than the queue holds (2 here), so
+    # it takes six connections to overflow the worker.
     server = oxgate(APP, "--threads", "1", "--request-queue", "2")
-    with H2.tcp(server.port) as c:
-        c.start()
-        ids = [c.request(f"/slow?ms=300&id={i}") for i in range(12)]
-        c.read_until(lambda: all(c.streams[s].done for s in ids), 20, "12 streams")
-        statuses = [c.streams[s].status for s in ids]
-        refused = [c.streams[s] for s in ids if c.streams[s].status == 503]
+    conns = [H2.tcp(server.port) for _ in range(6)]
+    try:
+        for c in conns:
+            assert c.start().get(SETTINGS_MAX_CONCURRENT_STREAMS) == 2
+        ids = [(c, c.request(f"/slow?ms=300&id={i}")) for c in conns for i in range(2)]
+        for c in conns:
+            c.read_until(lambda c=c: all(c.streams[s].done for d, s in ids if d is c), 20)
+        statuses = [c.streams[s].status for c, s in ids]
+        refused = [c.streams[s] for c, s in ids if c.streams[s].status == 503]
         assert refused, statuses
         assert all(s.header("retry-after") == "1" for s in refused)
         assert 1 <= statuses.count(200) <= 4, statuses
         assert statuses.count(200) + len(refused) == 12, statuses
-        assert not c.goaways
-        assert c.get("/slow?ms=0&id=after").json() == {"id": "after"}
+        for c in conns:
+            assert not c.goaways
+        assert conns[0].get("/slow?ms=0&id=after").json() == {"id": "after"}
+    finally:
+        for c in conns:
+            c.close()
 
 
 # ---------------------------------------------------------------------------------------

@@ -45,10 +45,16 @@ APP = "h2_app"
 
 
 def test_settings_advertise_max_concurrent_streams(oxgate):
-    default = oxgate(APP)
+    default = oxgate(APP, "--request-queue", "1000")
     with H2.tcp(default.port) as c:
         settings = c.start()
     assert settings.get(SETTINGS_MAX_CONCURRENT_STREAMS) == 100, settings
+    # Never more than the request queue holds (64 a thread by default): one connection
+    # alone cannot fill it.
+    small = oxgate(APP)
+    with H2.tcp(small.port) as c:
+        settings = c.start()
+    assert settings.get(SETTINGS_MAX_CONCURRENT_STREAMS) == 64, settings
     # No extended CONNECT (RFC 8441 websockets): the setting is absent or 0.
     assert not settings.get(SETTINGS_ENABLE_CONNECT_PROTOCOL), settings
     custom = oxgate(APP, "--http2-max-concurrent-streams", "7")

@@ -845,9 +845,11 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Int { min: 1, max: 65535 },
         default: "100",
         help: "The most requests one HTTP/2 connection may have open at once.",
-        doc: "Sent to the client in SETTINGS_MAX_CONCURRENT_STREAMS; a stream past it \
-              is refused with REFUSED_STREAM, which clients retry. Requests of all \
-              connections still share the worker's `--request-queue`.",
+        doc: "Sent to the client in SETTINGS_MAX_CONCURRENT_STREAMS, capped at the \
+              worker's `--request-queue` so that one connection alone cannot fill the \
+              queue (clients hold back requests past the limit; past the queue each \
+              would get a 503). A stream opened past it anyway is refused with \
+              REFUSED_STREAM. Requests of all connections share the queue.",
     },
     Setting {
         name: "limit_request_line",

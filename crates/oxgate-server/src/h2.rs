@@ -55,7 +55,7 @@ pub(crate) async fn serve(
     let io = Prefixed::new(read.freeze(), stream);
     let mut builder = h2::server::Builder::new();
     builder
-        .max_concurrent_streams(settings.h2_max_streams)
+        .max_concurrent_streams(stream_limit(settings))
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_send_buffer_size(SEND_BUFFER)
@@ -138,6 +138,15 @@ pub(crate) async fn serve(
             }
         }
     }
+}
+
+/// SETTINGS_MAX_CONCURRENT_STREAMS: --http2-max-concurrent-streams, but
+/// never more than the worker's request queue holds, so one connection
+/// alone cannot fill it: past the limit a client keeps its requests (a
+/// browser queues them), where past the queue each would get a 503.
+fn stream_limit(settings: &crate::server::Settings) -> u32 {
+    let queue = u32::try_from(settings.queue_size).unwrap_or(u32::MAX);
+    settings.h2_max_streams.min(queue.max(1))
 }
 
 /// SETTINGS_MAX_HEADER_LIST_SIZE from the field limits (RFC 9113 section
