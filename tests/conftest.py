@@ -26,6 +26,14 @@ def pytest_report_header(config):
 
 
 @pytest.fixture
+def h2_pki(tmp_path: Path):
+    """Certificates for the HTTP/2 tests over TLS (tests/h2_support.py)."""
+    from h2_support import make_pki
+
+    return make_pki(tmp_path)
+
+
+@pytest.fixture
 def events_file(tmp_path: Path) -> Path:
     """Where the test apps record what happened to them (close() calls, ...)."""
     return tmp_path / "events.log"
