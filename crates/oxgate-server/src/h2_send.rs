@@ -196,19 +196,18 @@ impl Reply {
         *resp.status_mut() =
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let fields = resp.headers_mut();
-        for (name, value) in head.header_pairs() {
-            let lower = name.to_ascii_lowercase();
-            if CONNECTION_SPECIFIC.contains(&lower.as_str()) {
+        for (name, value) in head.fields() {
+            if CONNECTION_SPECIFIC
+                .iter()
+                .any(|c| c.as_bytes().eq_ignore_ascii_case(name))
+            {
                 continue;
             }
-            let bytes: Vec<u8> = value
-                .chars()
-                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-                .collect();
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(lower.as_bytes()),
-                HeaderValue::from_bytes(&bytes),
-            ) {
+            // HeaderName lower-cases, as HTTP/2 requires (RFC 9113 section
+            // 8.2.1); the checks start_response made let both through.
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            {
                 fields.append(name, value);
             }
         }

@@ -81,17 +81,22 @@ impl ResponseHead {
         &self.wire
     }
 
+    /// The app's headers as they go out: name and value bytes (latin-1).
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let lines = self.wire.get(self.status_end + 2..).unwrap_or_default();
+        lines.split(|&b| b == b'\n').filter_map(|line| {
+            let line = line.strip_suffix(b"\r")?;
+            let colon = line.iter().position(|&b| b == b':')?;
+            Some((&line[..colon], line.get(colon + 2..).unwrap_or_default()))
+        })
+    }
+
     /// The app's headers as (name, value) pairs, for the access log.
     pub fn header_pairs(&self) -> Vec<(String, String)> {
-        let lines = self.wire.get(self.status_end + 2..).unwrap_or_default();
-        lines
-            .split(|&b| b == b'\n')
-            .filter_map(|line| {
-                let line = line.strip_suffix(b"\r")?;
-                let colon = line.iter().position(|&b| b == b':')?;
-                let name = String::from_utf8_lossy(&line[..colon]).into_owned();
-                let value = line.get(colon + 2..).unwrap_or_default();
-                Some((name, value.iter().map(|&b| char::from(b)).collect()))
+        self.fields()
+            .map(|(name, value)| {
+                let name = String::from_utf8_lossy(name).into_owned();
+                (name, value.iter().map(|&b| char::from(b)).collect())
             })
             .collect()
     }
