@@ -204,6 +204,24 @@ def test_client_reset_stops_the_iteration_and_close_is_called(oxgate, events_fil
         assert not c.goaways
 
 
+def test_a_stream_reset_while_queued_never_reaches_the_app(oxgate, events_file):
+    # RFC 9113 rapid reset: a request the client cancelled before an app thread was
+    # free costs no app call.
+    server = oxgate(APP, "--threads", "1")
+    with H2.tcp(server.port) as c:
+        c.start()
+        busy = c.request("/slow?ms=700&id=busy")
+        wait_event(events_file, "slow:start:busy")
+        cancelled = [c.request(f"/slow?ms=0&id=gone{i}") for i in range(5)]
+        for sid in cancelled:
+            c.send(RstStreamFrame(sid, error_code=CANCEL))
+        assert c.response(busy).json() == {"id": "busy"}
+        assert c.get("/slow?ms=0&id=after").json() == {"id": "after"}
+    events = read_events(events_file)
+    assert "slow:start:after" in events
+    assert not [e for e in events if e.startswith("slow:start:gone")], events
+
+
 def test_client_reset_makes_the_next_write_fail_and_close_is_called(oxgate, events_file):
     server = oxgate(APP)
     with H2.tcp(server.port) as c:

@@ -216,6 +216,19 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
 /// One request through the app, on the scoreboard as app thread `index`.
 fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
     let w = &shared.worker;
+    if req.responder.is_closed() {
+        // Nobody waits for this answer any more: the client left (an HTTP/2
+        // RST_STREAM, a closed connection) or got a 504 while the request
+        // was queued. Running it would only spend an app thread, which a
+        // client resetting streams as fast as it opens them could make its
+        // way of loading the worker.
+        log::debug!(
+            "{} {}: the client left before an app thread was free; not run",
+            req.head.method(),
+            req.head.path()
+        );
+        return;
+    }
     if let Some(ready) = req.ready_at {
         let waited = oxgate_server::observe::now_us().saturating_sub(ready);
         w.scoreboard.queue_waited(w.slot, waited);
