@@ -13,9 +13,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -96,6 +98,32 @@ def test_alpn_offers_h2_and_http_1_1_by_default(oxgate, h2_pki):
             while chunk := sock.recv(65536):
                 answer += chunk
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello"), answer[:200]
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"
+)
+def test_headless_chromium_speaks_h2_to_a_tls_port(oxgate, h2_pki, tmp_path: Path):
+    server = oxgate(*h2_pki.args())
+    done = subprocess.run(
+        [
+            str(shutil.which("chromium")),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            # The test CA is not in Chromium's store; ALPN is negotiated all the same.
+            "--ignore-certificate-errors",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            f"https://127.0.0.1:{server.port}/env",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"SERVER_PROTOCOL": "HTTP/2"' in done.stdout, done.stdout[-2000:]
+    assert '"wsgi.url_scheme": "https"' in done.stdout
 
 
 def test_curl_http2_over_tls_gets_http_2(oxgate, h2_pki):
