@@ -9,16 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod endpoint;
+mod exits;
+mod health;
 
 use crate::admin::Admin;
 use crate::fork::{fork, Forked, WorkerHost};
-use crate::memory::rss_bytes;
 use crate::scoreboard::{now_ms, Scoreboard};
 use crate::signals::{self, pipe_nonblocking, SignalPipe};
 use crate::systemd;
 use crate::upgrade;
 use crate::view::{Cause, CAUSES};
-use crate::{MasterConfig, WorkerContext, EXIT_APP, EXIT_BOOT};
+use crate::{MasterConfig, WorkerContext};
 
 const SLOTS: usize = 512;
 /// How long a worker asked for its stacks (SIGABRT) gets before SIGKILL.
@@ -465,84 +466,6 @@ impl Master<'_> {
         self.rng % (self.cfg.max_requests_jitter + 1)
     }
 
-    fn reap(&mut self) {
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid with WNOHANG writes only to `status`.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                return;
-            }
-            // What it said before it died (why it could not boot) comes first.
-            self.read_notes(pid);
-            let Some(w) = self.workers.remove(&pid) else {
-                if Some(pid) == self.new_master {
-                    self.new_master = None;
-                    log::error!("The new master (pid:{pid}) exited; this one goes on serving");
-                    if let Some(path) = &self.cfg.pidfile {
-                        let _ = std::fs::write(path, format!("{}\n", std::process::id()));
-                        let _ = std::fs::remove_file(oldbin(path));
-                    }
-                }
-                continue;
-            };
-            self.on_exit(pid, &w, status);
-            self.host.child_exit(pid);
-        }
-    }
-
-    fn on_exit(&mut self, pid: libc::pid_t, w: &Worker, status: libc::c_int) {
-        let expected = w.stopping.is_some() || w.kill_at.is_some() || self.phase != Phase::Running;
-        let cause = if libc::WIFEXITED(status) {
-            format!("exited with code {}", libc::WEXITSTATUS(status))
-        } else if libc::WIFSIGNALED(status) {
-            format!(
-                "was killed by signal {}",
-                signals::name(libc::WTERMSIG(status))
-            )
-        } else {
-            "ended".to_owned()
-        };
-        self.count_restart(w, expected);
-        if expected {
-            log::info!("Worker (pid:{pid}) {cause}");
-            return;
-        }
-        log::error!("Worker (pid:{pid}) {cause}");
-        if w.ready {
-            return;
-        }
-        let code = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            0
-        };
-        let serving = self.workers.values().any(|o| o.ready);
-        if (code == EXIT_APP || code == EXIT_BOOT) && !serving {
-            let what = if code == EXIT_APP {
-                "the application could not be loaded"
-            } else {
-                "it could not start"
-            };
-            log::error!("Worker (pid:{pid}) failed to boot: {what}; stopping");
-            self.exit_code = code;
-            self.exit_message = Some(w.boot_error.clone().unwrap_or_else(|| what.to_owned()));
-            self.stop(false);
-            return;
-        }
-        if code == EXIT_APP || code == EXIT_BOOT {
-            // A reload whose new code does not load: keep the old workers.
-            let why = w.boot_error.as_deref().unwrap_or("it could not start");
-            log::error!("New worker failed to boot ({why}): keeping the running workers");
-            for o in self.workers.values_mut() {
-                o.retire = false;
-            }
-        }
-        self.boot_failures += 1;
-        let delay = Duration::from_millis(100 << self.boot_failures.min(7));
-        self.next_spawn = Instant::now() + delay.min(Duration::from_secs(10));
-    }
-
     /// Stop retiring workers once their replacements can carry the load,
     /// and extra workers beyond the target.
     fn rebalance(&mut self) {
@@ -605,112 +528,6 @@ impl Master<'_> {
             systemd::notify(&format!(
                 "READY=1\nSTATUS=serving with {ready} worker(s)\nMAINPID={pid}"
             ));
-        }
-    }
-
-    /// --max-worker-memory: a worker past the limit is replaced, its
-    /// successor ready first. Read about once a second: a file read per
-    /// worker is cheap at that rate.
-    fn check_memory(&mut self) {
-        let limit = self.cfg.max_worker_memory;
-        if limit == 0
-            || self.phase != Phase::Running
-            || self.last_memory_check.elapsed() < Duration::from_secs(1)
-        {
-            return;
-        }
-        self.last_memory_check = Instant::now();
-        for (&pid, w) in &mut self.workers {
-            if !w.ready || w.retire || w.stopping.is_some() {
-                continue;
-            }
-            if let Some(rss) = rss_bytes(pid).filter(|&rss| rss > limit) {
-                log::warn!(
-                    "Worker (pid:{pid}) uses {} MiB, over --max-worker-memory {} MiB: replacing it",
-                    rss >> 20,
-                    limit >> 20
-                );
-                w.retire = true;
-                w.cause.get_or_insert(Cause::Memory);
-            }
-        }
-    }
-
-    fn stop_worker(&mut self, pid: libc::pid_t, now: Instant) {
-        if let Some(w) = self.workers.get_mut(&pid) {
-            w.stopping = Some(now);
-            send(pid, libc::SIGTERM);
-        }
-    }
-
-    fn check_timeouts(&mut self) {
-        let now = Instant::now();
-        let now_ms = now_ms();
-        let graceful = self.cfg.graceful_timeout;
-        for (&pid, w) in &mut self.workers {
-            if let Some(at) = w.kill_at {
-                if now >= at {
-                    send(pid, libc::SIGKILL);
-                    w.kill_at = Some(now + Duration::from_secs(3600));
-                }
-                continue;
-            }
-            if let Some(since) = w.stopping {
-                if self.phase == Phase::Running && now.duration_since(since) > graceful {
-                    log::warn!(
-                        "Worker (pid:{pid}) did not stop within the graceful timeout: killing it"
-                    );
-                    send(pid, libc::SIGKILL);
-                    w.kill_at = Some(now + Duration::from_secs(3600));
-                }
-                continue;
-            }
-            let Some(limit) = self.cfg.timeout else {
-                continue;
-            };
-            if !w.ready {
-                continue;
-            }
-            let limit_ms = limit.as_millis() as u64;
-            let running = self.board.oldest_request(w.slot);
-            let stuck = match &running {
-                Some((since, what)) if now_ms.saturating_sub(*since) > limit_ms => {
-                    Some(what.clone())
-                }
-                _ => None,
-            };
-            let silent = now_ms.saturating_sub(self.board.last_heartbeat(w.slot)) > limit_ms;
-            if stuck.is_none() && !silent {
-                continue;
-            }
-            if let (Some(what), false, true) = (&stuck, silent, self.cfg.threads > 1) {
-                // Its other threads still serve: its client got a 504 from
-                // the worker itself; dump the stacks and recycle gracefully.
-                if !w.dumped {
-                    log::error!(
-                        "Worker (pid:{pid}) timed out after {}s on {what} (answered 504); its Python stacks follow, then it is replaced gracefully",
-                        limit.as_secs()
-                    );
-                    send(pid, STACK_SIGNAL);
-                    w.dumped = true;
-                    w.retire = true;
-                    w.cause.get_or_insert(Cause::Timeout);
-                }
-                continue;
-            }
-            // An app call on the I/O thread (--threads 1) stops the
-            // heartbeat too, a moment before it counts as stuck: name it.
-            let on = match stuck.as_ref().or(running.as_ref().map(|(_, what)| what)) {
-                Some(what) => format!(" on {what}"),
-                None => " (no heartbeat)".to_owned(),
-            };
-            log::error!(
-                "Worker (pid:{pid}) timed out after {}s{on}; its Python stacks follow, then it is killed and replaced",
-                limit.as_secs()
-            );
-            send(pid, libc::SIGABRT);
-            w.kill_at = Some(now + STACK_GRACE);
-            w.cause = Some(Cause::Timeout);
         }
     }
 }
