@@ -137,6 +137,10 @@ fn what_cannot_be_a_wsgi_request_is_refused() {
     let split: &[(&str, &[u8])] = &[("x", b"a\r\nInjected: 1")];
     let err = head_from_h2(req("GET", Some("h"), "/", split, true), &Limits::default());
     assert_eq!(err.unwrap_err().status(), 400);
+    // Cookies are joined before they are written: checked all the same.
+    let crumb: &[(&str, &[u8])] = &[("cookie", b"a=1\r\nX-Injected: 1"), ("cookie", b"b=2")];
+    let err = head_from_h2(req("GET", Some("h"), "/", crumb, true), &Limits::default());
+    assert_eq!(err.unwrap_err().status(), 400);
     let err = head_from_h2(req("GET", Some("h"), "/a b", &[], true), &Limits::default());
     assert_eq!(err.unwrap_err().status(), 400);
     let err = head_from_h2(
