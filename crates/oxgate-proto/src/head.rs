@@ -6,7 +6,7 @@ use memchr::memchr;
 use crate::error::ProtoError;
 use crate::framing::Decider;
 use crate::request_line;
-use crate::syntax::{is_field_value_byte, is_tchar, trim_ows};
+use crate::syntax::{field_value_len, is_field_value_byte, is_tchar, trim_ows};
 
 /// gunicorn's ceiling for `limit_request_line`; 0 also means this.
 pub const MAX_REQUEST_LINE: usize = 8190;
@@ -412,7 +412,7 @@ fn common_field(rest: &[u8], max: usize) -> Option<(&[u8], &[u8], usize)> {
         [b':', after_colon @ ..] if !name.is_empty() => after_colon,
         _ => return None,
     };
-    let value_len = after_colon.iter().position(|&b| !is_field_value_byte(b))?;
+    let value_len = field_value_len(after_colon);
     let (value, after_value) = after_colon.split_at(value_len);
     if colon + 1 + value_len > max || !after_value.starts_with(b"\r\n") {
         return None;

@@ -100,6 +100,34 @@ pub(crate) fn is_field_value_byte(b: u8) -> bool {
     CLASS[usize::from(b)] & FIELD_VALUE != 0
 }
 
+/// How many bytes at the start of `s` are field-value bytes
+/// (`is_field_value_byte`), eight at a time while no byte of the eight is a
+/// control (HTAB included) or DEL: header values are most of a head's bytes.
+pub(crate) fn field_value_len(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether some byte of `w` is below `n` (n <= 0x80): exact for "some",
+    // though not for which (Bit Twiddling Hacks, "hasless").
+    let has_less = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH != 0;
+    let mut len = 0;
+    for chunk in s.chunks_exact(8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_ne_bytes(bytes);
+        // A control, or DEL (the one byte that XOR 0x7f makes zero).
+        if has_less(w, 0x20) || has_less(w ^ (ONES * 0x7f), 1) {
+            break;
+        }
+        len += 8;
+    }
+    let rest = s.get(len..).unwrap_or_default();
+    len + rest
+        .iter()
+        .position(|&b| !is_field_value_byte(b))
+        .unwrap_or(rest.len())
+}
+
 /// A byte of an origin-form path (see `PATH`).
 #[inline]
 pub(crate) fn is_plain_path_byte(b: u8) -> bool {
@@ -125,7 +153,6 @@ pub(crate) fn is_ows(b: u8) -> bool {
 
 /// Strip OWS (SP / HTAB) from both ends (RFC 9110 section 5.5: it is not part
 /// of the field value).
-#[inline]
 pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = s {
         if !is_ows(*first) {
@@ -187,6 +214,25 @@ mod tests {
             assert_eq!(is_plain_path_byte(b), query && b != b'?', "path {b:#04x}");
             let reg = b.is_ascii_alphanumeric() || b"-._~".contains(&b) || sub_delims.contains(&b);
             assert_eq!(is_reg_name_byte(b), reg, "reg-name byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn field_value_len_stops_at_the_first_byte_a_value_cannot_hold() {
+        let base = b"a value of some length \x80\xff obs-text, more than sixteen bytes";
+        let bytewise = |s: &[u8]| {
+            s.iter()
+                .position(|&b| !is_field_value_byte(b))
+                .unwrap_or(s.len())
+        };
+        assert_eq!(field_value_len(base), base.len());
+        for at in 0..base.len() {
+            for b in 0u8..=255 {
+                let mut s = base.to_vec();
+                s[at] = b;
+                assert_eq!(field_value_len(&s), bytewise(&s), "byte {b:#04x} at {at}");
+                assert_eq!(field_value_len(&s[..at]), at);
+            }
         }
     }
 
