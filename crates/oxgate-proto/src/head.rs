@@ -164,6 +164,13 @@ impl RequestHead {
         self.text(self.method)
     }
 
+    /// Whether the method is exactly `method` (case-sensitive, RFC 9110
+    /// section 9.1). Compares bytes: cheaper than `method() == method`,
+    /// which checks the piece is ASCII first.
+    pub fn method_is(&self, method: &str) -> bool {
+        self.bytes(self.method) == method.as_bytes()
+    }
+
     /// The request-target exactly as sent (RAW_URI).
     pub fn target(&self) -> &str {
         self.text(self.target)

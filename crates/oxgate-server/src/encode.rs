@@ -86,7 +86,7 @@ impl Encoder {
     fn new(head: &RequestHead, mut out: Vec<u8>, request_id: Option<Arc<RequestId>>) -> Self {
         out.clear();
         Encoder {
-            is_head: head.method() == "HEAD",
+            is_head: head.method_is("HEAD"),
             version: head.version,
             keep_alive: head.keep_alive,
             status: 0,
@@ -124,7 +124,7 @@ impl Encoder {
             in_items,
             request_id: id,
         } = self;
-        *is_head = head.method() == "HEAD";
+        *is_head = head.method_is("HEAD");
         *version = head.version;
         *keep_alive = head.keep_alive;
         *status = 0;
