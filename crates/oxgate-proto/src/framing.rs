@@ -23,70 +23,100 @@ const fn bad(why: &'static str) -> ProtoError {
     ProtoError::BadRequest(why)
 }
 
-/// Decide from the header fields, given as (name, value) pairs in order.
-pub(crate) fn decide<'a>(
-    version: Version,
-    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-) -> Result<Decisions<'a>, ProtoError> {
-    let mut host: Option<&[u8]> = None;
-    let mut transfer_encodings: Vec<&[u8]> = Vec::new();
-    let mut content_length: Option<&[u8]> = None;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut expect_continue = false;
+/// The header fields seen so far, as far as the decisions care: fed each
+/// field as `parse_head` takes it, so no second walk over the fields and
+/// only names of the right length are compared.
+#[derive(Debug, Default)]
+pub(crate) struct Decider<'a> {
+    host: Option<&'a [u8]>,
+    transfer_encodings: Vec<&'a [u8]>,
+    content_length: Option<&'a [u8]>,
+    close: bool,
+    keep_alive_token: bool,
+    expect_continue: bool,
+    /// The first repeated Host or Content-Length. It is the answer once the
+    /// whole section has been read (a bad line later is answered first), and
+    /// nothing after it counts, as if the walk over the fields stopped there.
+    repeated: Option<ProtoError>,
+}
 
-    for (name, value) in headers {
-        if name.eq_ignore_ascii_case(b"host") {
-            // RFC 9112 section 3.2: more than one Host line is a 400.
-            if host.replace(value).is_some() {
-                return Err(bad("more than one Host header"));
+impl<'a> Decider<'a> {
+    /// Take note of one field (name as sent, value without OWS).
+    #[inline]
+    pub(crate) fn field(&mut self, name: &[u8], value: &'a [u8]) {
+        if self.repeated.is_some() {
+            return;
+        }
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                // RFC 9112 section 3.2: more than one Host line is a 400.
+                let earlier = self.host.replace(value);
+                self.refuse_repeat(earlier, "more than one Host header");
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_encodings.push(value);
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            // RFC 9112 section 6.3 lets a recipient accept repeated identical
-            // values; we refuse every repetition: the one parse a proxy and
-            // this server cannot disagree on is "exactly one".
-            if content_length.replace(value).is_some() {
-                return Err(bad("more than one Content-Length header"));
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                self.transfer_encodings.push(value);
             }
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for option in list_elements(value) {
-                close |= option.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // RFC 9112 section 6.3 lets a recipient accept repeated
+                // identical values; we refuse every repetition: the one parse
+                // a proxy and this server cannot disagree on is "exactly one".
+                let earlier = self.content_length.replace(value);
+                self.refuse_repeat(earlier, "more than one Content-Length header");
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            // RFC 9110 section 10.1.1: only 100-continue is defined; other
-            // expectations are ignored rather than answered with 417.
-            expect_continue |= trim_ows(value).eq_ignore_ascii_case(b"100-continue");
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for option in list_elements(value) {
+                    self.close |= option.eq_ignore_ascii_case(b"close");
+                    self.keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                // RFC 9110 section 10.1.1: only 100-continue is defined; other
+                // expectations are ignored rather than answered with 417.
+                self.expect_continue |= trim_ows(value).eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
         }
     }
 
-    let framing = body_framing(version, &transfer_encodings, content_length)?;
-
-    if let Some(value) = host {
-        if !valid_authority(value) {
-            return Err(bad("invalid Host header"));
+    /// A field that may appear once had an `earlier` value.
+    fn refuse_repeat(&mut self, earlier: Option<&[u8]>, why: &'static str) {
+        if earlier.is_some() {
+            self.repeated = Some(bad(why));
         }
     }
-    // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request
-    // without Host.
-    if version == Version::Http11 && host.is_none() {
-        return Err(bad("missing Host header"));
-    }
 
-    // RFC 9112 section 9.3: 1.1 persists unless "close"; 1.0 only with an
-    // explicit keep-alive (RFC 9112 appendix C.2.2), and "close" wins.
-    let keep_alive = match version {
-        Version::Http11 | Version::Http2 => !close,
-        Version::Http10 => keep_alive_token && !close,
-    };
-    Ok(Decisions {
-        framing,
-        keep_alive,
-        expect_continue: expect_continue && version == Version::Http11,
-        host: host.map(without_empty_port).filter(|v| !v.is_empty()),
-    })
+    /// Decide, once every field line has been read.
+    pub(crate) fn finish(self, version: Version) -> Result<Decisions<'a>, ProtoError> {
+        if let Some(repeated) = self.repeated {
+            return Err(repeated);
+        }
+        let host = self.host;
+        let framing = body_framing(version, &self.transfer_encodings, self.content_length)?;
+
+        if let Some(value) = host {
+            if !valid_authority(value) {
+                return Err(bad("invalid Host header"));
+            }
+        }
+        // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1
+        // request without Host.
+        if version == Version::Http11 && host.is_none() {
+            return Err(bad("missing Host header"));
+        }
+
+        // RFC 9112 section 9.3: 1.1 persists unless "close"; 1.0 only with
+        // an explicit keep-alive (RFC 9112 appendix C.2.2), and "close" wins.
+        let keep_alive = match version {
+            Version::Http11 | Version::Http2 => !self.close,
+            Version::Http10 => self.keep_alive_token && !self.close,
+        };
+        Ok(Decisions {
+            framing,
+            keep_alive,
+            expect_continue: self.expect_continue && version == Version::Http11,
+            host: host.map(without_empty_port).filter(|v| !v.is_empty()),
+        })
+    }
 }
 
 /// RFC 9112 section 6.3, strict.

@@ -4,8 +4,9 @@
 use memchr::memchr;
 
 use crate::error::ProtoError;
-use crate::syntax::{is_field_value_byte, is_tchar, trim_ows};
-use crate::{framing, request_line};
+use crate::framing::Decider;
+use crate::request_line;
+use crate::syntax::{field_value_len, is_field_value_byte, is_tchar, trim_ows};
 
 /// gunicorn's ceiling for `limit_request_line`; 0 also means this.
 pub const MAX_REQUEST_LINE: usize = 8190;
@@ -163,6 +164,13 @@ impl RequestHead {
         self.text(self.method)
     }
 
+    /// Whether the method is exactly `method` (case-sensitive, RFC 9110
+    /// section 9.1). Compares bytes: cheaper than `method() == method`,
+    /// which checks the piece is ASCII first.
+    pub fn method_is(&self, method: &str) -> bool {
+        self.bytes(self.method) == method.as_bytes()
+    }
+
     /// The request-target exactly as sent (RAW_URI).
     pub fn target(&self) -> &str {
         self.text(self.target)
@@ -241,19 +249,30 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
         return Ok(Parsed::Partial);
     };
     let rest = buf.get(start..).unwrap_or_default();
-    let line = match take_line(
-        rest,
-        lim.max_request_line,
-        ProtoError::UriTooLong,
-        check_partial_request_line,
-    )? {
-        Line::Complete(line) => line,
-        Line::Partial => return Ok(Parsed::Partial),
+    // The everyday request line in one pass; any other is taken and judged
+    // in full, which is where every error comes from.
+    let (request_line, taken) = match request_line::parse_common(rest, lim.max_request_line) {
+        Some(common) => common,
+        None => {
+            let line = match take_line(
+                rest,
+                lim.max_request_line,
+                ProtoError::UriTooLong,
+                check_partial_request_line,
+            )? {
+                Line::Complete(line) => line,
+                Line::Partial => return Ok(Parsed::Partial),
+            };
+            (
+                request_line::parse(line, lim.max_request_line)?,
+                line.len() + 2,
+            )
+        }
     };
-    let request_line = request_line::parse(line, lim.max_request_line)?;
-    let mut pos = start + line.len() + 2;
+    let mut pos = start + taken;
 
     let mut fields: Vec<(Span, Span)> = Vec::with_capacity(8);
+    let mut decider = Decider::default();
     loop {
         let rest = buf.get(pos..).unwrap_or_default();
         match rest {
@@ -273,21 +292,27 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtoError> {
         if fields.len() >= lim.max_headers {
             return Err(ProtoError::HeaderFieldsTooLarge("too many header fields"));
         }
-        let too_long = ProtoError::HeaderFieldsTooLarge("header field line too long");
         // gunicorn counts a field line with its CRLF against the limit.
         let max = lim.max_header_size.saturating_sub(2);
-        match take_line(rest, max, too_long, check_partial_field)? {
-            Line::Complete(line) => {
-                let (name, value) = parse_field(line)?;
-                fields.push((Span::of(buf, name), Span::of(buf, value)));
-                pos += line.len() + 2;
+        let (name, value, taken) = match common_field(rest, max) {
+            Some(field) => field,
+            None => {
+                let too_long = ProtoError::HeaderFieldsTooLarge("header field line too long");
+                match take_line(rest, max, too_long, check_partial_field)? {
+                    Line::Complete(line) => {
+                        let (name, value) = parse_field(line)?;
+                        (name, value, line.len() + 2)
+                    }
+                    Line::Partial => return Ok(Parsed::Partial),
+                }
             }
-            Line::Partial => return Ok(Parsed::Partial),
-        }
+        };
+        decider.field(name, value);
+        fields.push((Span::of(buf, name), Span::of(buf, value)));
+        pos += taken;
     }
 
-    let pairs = fields.iter().map(|&(n, v)| (n.get(buf), v.get(buf)));
-    let decided = framing::decide(request_line.version, pairs)?;
+    let decided = decider.finish(request_line.version)?;
     let raw: Box<[u8]> = buf.get(..pos).unwrap_or_default().into();
     let head = RequestHead {
         method: Span::of(buf, request_line.method),
@@ -378,6 +403,30 @@ fn take_line(
     }
 }
 
+/// The field line at the start of `rest` when it has the everyday shape,
+/// in one pass: a token name, ':', field-value bytes and CRLF, within `max`.
+/// Gives the name, the value without OWS and the bytes taken with the CRLF.
+/// None for anything else (unfinished, over the limit, or invalid):
+/// `take_line` and `parse_field` then judge it in full, which is what
+/// decides every error. So this may only accept what they accept, with the
+/// same pieces.
+fn common_field(rest: &[u8], max: usize) -> Option<(&[u8], &[u8], usize)> {
+    // Only the bytes a line within the limit can span are looked at.
+    let rest = &rest[..rest.len().min(max.saturating_add(2))];
+    let colon = rest.iter().position(|&b| !is_tchar(b))?;
+    let (name, after_name) = rest.split_at(colon);
+    let after_colon = match after_name {
+        [b':', after_colon @ ..] if !name.is_empty() => after_colon,
+        _ => return None,
+    };
+    let value_len = field_value_len(after_colon);
+    let (value, after_value) = after_colon.split_at(value_len);
+    if colon + 1 + value_len > max || !after_value.starts_with(b"\r\n") {
+        return None;
+    }
+    Some((name, trim_ows(value), colon + value_len + 3))
+}
+
 /// What is already wrong in an unfinished request line: method, target and
 /// version are all printable ASCII.
 fn check_partial_request_line(prefix: &[u8]) -> Result<(), ProtoError> {
@@ -433,5 +482,61 @@ fn check_value(value: &[u8]) -> Result<(), ProtoError> {
         Ok(())
     } else {
         Err(bad("control character in header value"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The full judgement of one field line: take it, then parse it.
+    fn full(rest: &[u8], max: usize) -> Option<(&[u8], &[u8], usize)> {
+        let too_long = ProtoError::HeaderFieldsTooLarge("header field line too long");
+        match take_line(rest, max, too_long, check_partial_field) {
+            Ok(Line::Complete(line)) => {
+                let (name, value) = parse_field(line).ok()?;
+                Some((name, value, line.len() + 2))
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn common_field_accepts_only_what_the_full_parse_accepts_alike() {
+        let lines: [&[u8]; 16] = [
+            b"Host: example.com\r\n",
+            b"Host:example.com\r\n",
+            b"X-A:  \t spaced \t \r\n",
+            b"X-Empty:\r\n",
+            b"X-Obs: caf\xc3\xa9\r\n",
+            b"X-Tab:\ta\tb\r\n",
+            b"X-Colons: a:b:c\r\n",
+            b": no name\r\n",
+            b"Bad Name: v\r\n",
+            b"Name : v\r\n",
+            b"X-Ctl: a\x01b\r\n",
+            b"X-Del: a\x7fb\r\n",
+            b"X-CR: a\rb\r\n",
+            b"X-LF: ab\n",
+            b"X-Unfinished: abc\r",
+            b"NoColon\r\n",
+        ];
+        for line in lines {
+            for max in [0, 5, line.len() - 3, line.len() - 2, line.len(), 8190] {
+                let fast = common_field(line, max);
+                if fast.is_some() {
+                    assert_eq!(fast, full(line, max), "{line:?} max {max}");
+                }
+            }
+        }
+        // The everyday shapes do take the one-pass path.
+        assert!(common_field(b"Host: example.com\r\n", 8190).is_some());
+        assert!(common_field(b"X-Empty:\r\n", 8190).is_some());
+        assert!(common_field(b"X-Tab:\ta\tb\r\n", 8190).is_some());
+        // A line exactly at the limit is in; one byte more is left to the
+        // full parse (which refuses it).
+        assert!(common_field(b"Ab: c\r\n", 5).is_some());
+        assert!(common_field(b"Ab: cd\r\n", 5).is_none());
     }
 }

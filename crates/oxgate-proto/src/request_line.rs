@@ -6,7 +6,9 @@ use memchr::memchr;
 
 use crate::error::ProtoError;
 use crate::head::Version;
-use crate::syntax::is_token;
+use crate::syntax::{
+    is_plain_path_byte, is_plain_query_byte, is_reg_name_byte, is_tchar, is_token,
+};
 
 /// A request line that passed every check; every part is a piece of the
 /// line, and printable ASCII.
@@ -70,6 +72,59 @@ pub(crate) fn parse(line: &[u8], max_len: usize) -> Result<RequestLine<'_>, Prot
         version,
         host: form.host,
     })
+}
+
+/// The request line at the start of `rest`, and how many bytes it takes with
+/// its CRLF, when it has the everyday shape: a token method other than
+/// CONNECT, an origin-form target of printable ASCII without '#', and
+/// exactly `HTTP/1.1` or `HTTP/1.0`, within `max_len`. Each byte is looked
+/// at once. None for anything else (unfinished, over the limit, another
+/// form, or invalid): `parse_head` then takes the line and `parse` judges
+/// it, which is what decides every error. So this may only accept lines that
+/// `parse` accepts, with the same parts; the crate's tests and the fuzz
+/// targets check both paths with every split of the same bytes.
+pub(crate) fn parse_common(rest: &[u8], max_len: usize) -> Option<(RequestLine<'_>, usize)> {
+    // Only the bytes a line within the limit can span are looked at.
+    let rest = &rest[..rest.len().min(max_len.saturating_add(2))];
+    let sp1 = rest.iter().position(|&b| !is_tchar(b))?;
+    let (method, after) = rest.split_at(sp1);
+    if method.is_empty() || method == b"CONNECT" {
+        return None;
+    }
+    let target_and_more = match after {
+        [b' ', more @ ..] if more.first() == Some(&b'/') => more,
+        _ => return None,
+    };
+    let path_len = target_and_more
+        .iter()
+        .position(|&b| !is_plain_path_byte(b))?;
+    let (path, after_path) = target_and_more.split_at(path_len);
+    let (query, after_target) = match after_path.split_first() {
+        Some((b'?', tail)) => {
+            let query_len = tail.iter().position(|&b| !is_plain_query_byte(b))?;
+            tail.split_at(query_len)
+        }
+        _ => (&after_path[..0], after_path),
+    };
+    let version = match after_target.get(..11)? {
+        b" HTTP/1.1\r\n" => Version::Http11,
+        b" HTTP/1.0\r\n" => Version::Http10,
+        _ => return None,
+    };
+    let target = &target_and_more[..target_and_more.len() - after_target.len()];
+    let len = sp1 + 1 + target.len() + 9;
+    if len > max_len {
+        return None;
+    }
+    let line = RequestLine {
+        method,
+        target,
+        path,
+        query,
+        version,
+        host: None,
+    };
+    Some((line, len + 2))
 }
 
 /// `HTTP-version = HTTP-name "/" DIGIT "." DIGIT` (RFC 9112 section 2.3);
@@ -203,18 +258,16 @@ pub(crate) fn valid_authority(a: &[u8]) -> bool {
         match memchr(b']', a) {
             Some(close) => {
                 let literal = &a[1..close];
-                let ok = !literal.is_empty()
-                    && literal
-                        .iter()
-                        .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':');
+                let ok = !literal.is_empty() && literal.iter().all(|&b| is_ip_literal_byte(b));
                 (ok, &a[close + 1..])
             }
             None => (false, &a[..0]),
         }
     } else {
-        let end = memchr(b':', a).unwrap_or(a.len());
+        let end = reg_name_len(a);
         let (host, rest) = a.split_at(end);
-        (!host.is_empty() && valid_reg_name(host), rest)
+        // Whatever stopped the reg-name must be the port's ':' (below).
+        (!host.is_empty(), rest)
     };
     let port_ok = match rest.split_first() {
         None => true,
@@ -225,43 +278,76 @@ pub(crate) fn valid_authority(a: &[u8]) -> bool {
     host_ok && port_ok
 }
 
-/// `reg-name = *( unreserved / pct-encoded / sub-delims )` minus ','; covers IPv4 too.
-fn valid_reg_name(host: &[u8]) -> bool {
+/// How many bytes of `a` form a reg-name, `*( unreserved / pct-encoded /
+/// sub-delims )` minus ',' (covers IPv4 too), in one pass with one table
+/// lookup a byte. ',' is a sub-delim, but no DNS name has one and it is
+/// exactly what two Host lines joined into a list (RFC 9110 section 5.3) by
+/// an intermediary look like: it ends the name, which then fails as the
+/// start of a port. So does a '%' without two hex digits.
+fn reg_name_len(a: &[u8]) -> usize {
     let mut i = 0;
-    while let Some(&b) = host.get(i) {
-        if b == b'%' {
-            let hex = host.get(i + 1..i + 3);
-            if !matches!(hex, Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit()) {
-                return false;
-            }
-            i += 3;
-        } else if is_unreserved(b) || (is_sub_delim(b) && b != b',') {
-            // ',' is a sub-delim, but no DNS name has one and it is exactly
-            // what two Host lines joined into a list (RFC 9110 section 5.3)
-            // by an intermediary look like: refuse it.
-            i += 1;
-        } else {
-            return false;
+    loop {
+        let run = a.get(i..).unwrap_or_default();
+        i += run
+            .iter()
+            .position(|&b| !is_reg_name_byte(b))
+            .unwrap_or(run.len());
+        match a.get(i..i + 3) {
+            Some([b'%', h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
+            _ => return i,
         }
     }
-    true
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn is_sub_delim(b: u8) -> bool {
-    matches!(
-        b,
-        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
-    )
+/// The characters of an IP-literal (RFC 3986 section 3.2.2) we accept.
+fn is_ip_literal_byte(b: u8) -> bool {
+    is_reg_name_byte(b) || b == b',' || b == b':'
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_common_accepts_only_what_parse_accepts_alike() {
+        let lines: [&[u8]; 14] = [
+            b"GET / HTTP/1.1\r\n",
+            b"GET /a/b?x=1&y=?2 HTTP/1.0\r\n",
+            b"PURGE /? HTTP/1.1\r\n",
+            b"GET /a#frag HTTP/1.1\r\n",
+            b"GET /a?b#frag HTTP/1.1\r\n",
+            b"CONNECT /x HTTP/1.1\r\n",
+            b"GET http://a/ HTTP/1.1\r\n",
+            b"OPTIONS * HTTP/1.1\r\n",
+            b"GET / HTTP/1.2\r\n",
+            b"GET /  HTTP/1.1\r\n",
+            b"GET / HTTP/1.1 \r\n",
+            b"GET\t/ HTTP/1.1\r\n",
+            b"G@T / HTTP/1.1\r\n",
+            b"GET /\x80 HTTP/1.1\r\n",
+        ];
+        for bytes in lines {
+            for max in [0, bytes.len() - 3, bytes.len() - 2, 8190] {
+                let Some((fast, taken)) = parse_common(bytes, max) else {
+                    continue;
+                };
+                let line = &bytes[..bytes.len() - 2];
+                let full = parse(line, max).unwrap();
+                assert_eq!(taken, bytes.len());
+                assert_eq!(
+                    (fast.method, fast.target, fast.path, fast.query),
+                    (full.method, full.target, full.path, full.query),
+                );
+                assert_eq!((fast.version, fast.host), (full.version, full.host));
+            }
+        }
+        let ok = |l: &[u8]| parse_common(l, 8190).is_some();
+        assert!(ok(b"GET / HTTP/1.1\r\n") && ok(b"GET /a/b?x=1&y=?2 HTTP/1.0\r\n"));
+        for other in [&lines[3..9], &lines[9..]].concat() {
+            assert!(!ok(other), "{:?}", String::from_utf8_lossy(other));
+        }
+    }
 
     #[test]
     fn authority_accepts_names_ports_and_ip_literals() {

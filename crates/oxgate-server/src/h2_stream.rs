@@ -64,7 +64,7 @@ pub(crate) async fn serve(
     let since = observer.map(|_| now_us());
     let request_id = shared.ids.as_ref().map(|ids| ids.for_request(&head));
     let stall = shared.settings.write_timeout;
-    let is_head = head.method() == "HEAD";
+    let is_head = head.method_is("HEAD");
     let mut reply = Reply::new(respond, is_head, request_id.clone(), stall);
     let routed = shared
         .settings
