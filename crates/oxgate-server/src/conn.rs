@@ -21,7 +21,7 @@ use crate::handler::{ConnInfo, Request, Responder, ResponseRx};
 use crate::observe::{now_us, InFlight, SlowClient};
 use crate::preamble::{proxy_header, uwsgi_packet};
 use crate::request_id::RequestId;
-use crate::server::{Shared, Wire};
+use crate::server::{Settings, Shared, Wire};
 use crate::stream::Stream;
 use crate::write::simple_response;
 /// Unread body bytes we are willing to discard to keep a connection alive.
@@ -203,12 +203,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             }
         };
         if exchange.timed_out {
-            log::warn!(
-                "{} {} got no response within {}s: answered 504 (the app thread is still busy)",
-                head.method(),
-                head.path(),
-                shared.settings.request_timeout.map_or(0, |t| t.as_secs())
-            );
+            warn_timed_out(&head, &shared.settings);
         }
         let enc = &exchange.enc;
         if let Some(o) = observer {
@@ -375,13 +370,7 @@ impl Exchange {
             .request_timeout
             .map(|t| tokio::time::Instant::now() + t);
         while !self.enc.ended {
-            let limit = deadline.filter(|_| !self.enc.head_written);
-            let next = async {
-                match limit {
-                    Some(at) => tokio::time::timeout_at(at, rx.recv()).await.ok(),
-                    None => Some(rx.recv().await),
-                }
-            };
+            let next = rx.recv_by(deadline.filter(|_| !self.enc.head_written));
             let msg = match pump.as_mut().filter(|p| p.active()) {
                 Some(p) => {
                     tokio::select! {
@@ -439,6 +428,17 @@ impl Exchange {
         }
         true
     }
+}
+
+/// A 504 for --timeout: the app thread is left to the master (stack dump,
+/// recycling), and the log says which request it was.
+pub(crate) fn warn_timed_out(head: &RequestHead, settings: &Settings) {
+    log::warn!(
+        "{} {} got no response within {}s: answered 504 (the app thread is still busy)",
+        head.method(),
+        head.path(),
+        settings.request_timeout.map_or(0, |t| t.as_secs())
+    );
 }
 
 /// RFC 9110 section 10.1.1: the client may send the body now.

@@ -160,12 +160,7 @@ impl Call<'_> {
         let timed_out = respond(reply, rx, pump, shared).await;
         shared.outbox.answered();
         if timed_out {
-            log::warn!(
-                "{} {} got no response within {}s: answered 504 (the app thread is still busy)",
-                self.head.method(),
-                self.head.path(),
-                settings.request_timeout.map_or(0, |t| t.as_secs())
-            );
+            crate::conn::warn_timed_out(self.head, settings);
         }
     }
 }
@@ -184,13 +179,7 @@ async fn respond(
         .request_timeout
         .map(|t| tokio::time::Instant::now() + t);
     while !reply.complete {
-        let limit = deadline.filter(|_| !reply.head_sent);
-        let next = async {
-            match limit {
-                Some(at) => tokio::time::timeout_at(at, rx.recv()).await.ok(),
-                None => Some(rx.recv().await),
-            }
-        };
+        let next = rx.recv_by(deadline.filter(|_| !reply.head_sent));
         let mut pumping = pump.as_mut().filter(|p| p.active());
         let active = pumping.is_some();
         let msg = tokio::select! {

@@ -573,6 +573,19 @@ impl ResponseRx {
     pub(crate) fn is_empty(&self) -> bool {
         self.rx.is_empty()
     }
+
+    /// The next message, waiting no later than `deadline` when one applies
+    /// (--timeout, until the head goes): `None` once it passed, `Some(None)`
+    /// when the app side gave up.
+    pub(crate) async fn recv_by(
+        &mut self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Option<Option<ResponseMsg>> {
+        match deadline {
+            Some(at) => tokio::time::timeout_at(at, self.recv()).await.ok(),
+            None => Some(self.recv().await),
+        }
+    }
 }
 
 impl Drop for ResponseRx {
