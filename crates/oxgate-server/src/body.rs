@@ -16,7 +16,7 @@ use crate::stream::Stream;
 
 /// Largest piece handed to the app in one message.
 const PIECE: usize = 64 * 1024;
-/// Pieces in flight between the connection and the app.
+/// Pieces in flight between the connection (either version) and the app.
 const DEPTH: usize = 4;
 
 enum Kind {
@@ -116,38 +116,102 @@ async fn read_whole(
 }
 
 fn streaming(pump: Pump, first: Bytes, expect_continue: bool) -> Prepared {
-    let (tx, rx) = mpsc::channel(DEPTH + 1);
-    if !first.is_empty() {
-        // A fresh channel has room for it.
-        let _ = tx.try_send(Ok(first));
+    let (body, feed) = Feed::open(first, expect_continue);
+    Prepared::Streaming(body, Pump { feed, ..pump })
+}
+
+/// The I/O side's end of a body streamed into `wsgi.input`: the channel the
+/// pieces go down, and, while the client waits for `100 Continue`, the wait
+/// for the app's first read. Shared by the HTTP/1 and HTTP/2 pumps.
+pub(crate) struct Feed {
+    tx: Option<mpsc::Sender<Result<Bytes, BodyError>>>,
+    /// Set while the app has not asked for the body of an
+    /// `Expect: 100-continue` request.
+    waiting: Option<oneshot::Receiver<()>>,
+}
+
+/// Room for one piece on its way to the app.
+pub(crate) type Room = mpsc::OwnedPermit<Result<Bytes, BodyError>>;
+
+impl Feed {
+    /// Nothing to feed (yet): a body read whole.
+    pub(crate) fn closed() -> Self {
+        Feed {
+            tx: None,
+            waiting: None,
+        }
     }
-    let (want_tx, want_rx) = oneshot::channel();
-    let (want, waiting) = if expect_continue {
-        (Some(want_tx), Some(want_rx))
-    } else {
-        (None, None)
-    };
-    let body = RequestBody::Stream(BodyStream {
-        rx,
-        want,
-        done: false,
-    });
-    Prepared::Streaming(
-        body,
-        Pump {
+
+    /// The app's stream, with `first` already in it, and its feed.
+    pub(crate) fn open(first: Bytes, expect_continue: bool) -> (RequestBody, Feed) {
+        let (tx, rx) = mpsc::channel(DEPTH + 1);
+        if !first.is_empty() {
+            // A fresh channel has room for it.
+            let _ = tx.try_send(Ok(first));
+        }
+        let (want_tx, want_rx) = oneshot::channel();
+        let (want, waiting) = if expect_continue {
+            (Some(want_tx), Some(want_rx))
+        } else {
+            (None, None)
+        };
+        let body = RequestBody::Stream(BodyStream {
+            rx,
+            want,
+            done: false,
+        });
+        let feed = Feed {
             tx: Some(tx),
             waiting,
-            ..pump
-        },
-    )
+        };
+        (body, feed)
+    }
+
+    /// Pieces may still go to the app, or it may still ask for them.
+    pub(crate) fn active(&self) -> bool {
+        self.tx.is_some() || self.waiting.is_some()
+    }
+
+    /// The client still waits for `100 Continue` and has sent no body.
+    pub(crate) fn awaiting_continue(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// Room for the next piece. `Err`: the app asked for the body (send
+    /// `100 Continue`) or let go of it. Cancel-safe.
+    pub(crate) async fn room(&mut self) -> Result<Room, Step> {
+        if let Some(waiting) = &mut self.waiting {
+            let asked = waiting.await.is_ok();
+            self.waiting = None;
+            if !asked {
+                self.tx = None;
+                return Err(Step::Abandoned);
+            }
+            return Err(Step::Continue);
+        }
+        let Some(tx) = self.tx.clone() else {
+            return Err(Step::Abandoned);
+        };
+        match tx.reserve_owned().await {
+            Ok(room) => Ok(room),
+            Err(_) => {
+                self.tx = None;
+                Err(Step::Abandoned)
+            }
+        }
+    }
+
+    /// No more pieces: the body ended, failed, or the app let go.
+    pub(crate) fn close(&mut self) {
+        self.tx = None;
+    }
 }
 
 impl Kind {
     fn into_pump(self, max: u64) -> Pump {
         Pump {
             kind: self,
-            tx: None,
-            waiting: None,
+            feed: Feed::closed(),
             finished: false,
             failed: false,
             seen: 0,
@@ -165,10 +229,7 @@ enum Piece {
 /// Moves a body from the socket to the app, one piece per `step`.
 pub struct Pump {
     kind: Kind,
-    tx: Option<mpsc::Sender<Result<Bytes, BodyError>>>,
-    /// Set while the app has not asked for the body of an
-    /// `Expect: 100-continue` request.
-    waiting: Option<oneshot::Receiver<()>>,
+    feed: Feed,
     finished: bool,
     failed: bool,
     /// Body bytes decoded so far, and the most allowed (--limit-request-body).
@@ -190,17 +251,17 @@ pub enum Step {
 impl Pump {
     /// The connection cannot be reused: the body's end is unknown.
     pub fn spoiled(&self) -> bool {
-        self.failed || (!self.finished && self.waiting.is_some())
+        self.failed || (!self.finished && self.feed.awaiting_continue())
     }
 
     /// The client still waits for `100 Continue` and has sent no body.
     pub fn awaiting_continue(&self) -> bool {
-        self.waiting.is_some()
+        self.feed.awaiting_continue()
     }
 
     /// Is there anything left for `step` to do?
     pub fn active(&self) -> bool {
-        !self.failed && (self.tx.is_some() || self.waiting.is_some())
+        !self.failed && self.feed.active()
     }
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Piece, ProtoError> {
@@ -254,21 +315,9 @@ impl Pump {
     /// Deliver the next piece to the app. Cancel-safe: dropping the future
     /// loses nothing (reads land in `buf`, sends happen only with a permit).
     pub async fn step(&mut self, stream: &mut Stream, buf: &mut BytesMut, wait: Duration) -> Step {
-        if let Some(waiting) = &mut self.waiting {
-            let asked = waiting.await.is_ok();
-            self.waiting = None;
-            if !asked {
-                self.tx = None;
-                return Step::Abandoned;
-            }
-            return Step::Continue;
-        }
-        let Some(tx) = self.tx.clone() else {
-            return Step::Abandoned;
-        };
-        let Ok(permit) = tx.reserve().await else {
-            self.tx = None;
-            return Step::Abandoned;
+        let permit = match self.feed.room().await {
+            Ok(room) => room,
+            Err(step) => return step,
         };
         loop {
             let piece = match self.decode(buf) {
@@ -286,7 +335,7 @@ impl Pump {
                 }
                 Piece::End => {
                     permit.send(Ok(Bytes::new()));
-                    self.tx = None;
+                    self.feed.close();
                     return Step::Progress;
                 }
                 Piece::NeedMore => match timeout(wait, stream.read_buf(buf)).await {
@@ -307,7 +356,7 @@ impl Pump {
 
     fn fail(&mut self) -> Step {
         self.failed = true;
-        self.tx = None;
+        self.feed.close();
         Step::Progress
     }
 

@@ -9,15 +9,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use h2::RecvStream;
 use oxgate_proto::{BodyFraming, ProtoError, RequestHead};
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
-use crate::body::Step;
-use crate::handler::{BodyError, BodyStream, RequestBody};
+use crate::body::{Feed, Step};
+use crate::handler::{BodyError, RequestBody};
 use crate::server::Settings;
-
-/// Pieces in flight between the stream and the app.
-const DEPTH: usize = 4;
 
 /// Why a body cannot reach the app.
 pub(crate) enum Refusal {
@@ -50,8 +46,7 @@ pub(crate) async fn prepare(
     let limit = settings.body_buffer;
     let mut pump = Pump {
         recv,
-        tx: None,
-        waiting: None,
+        feed: Feed::closed(),
         seen: 0,
         max,
     };
@@ -85,10 +80,7 @@ pub(crate) async fn prepare(
 /// Moves a body from the stream to the app, one piece per `step`.
 pub(crate) struct Pump {
     recv: RecvStream,
-    tx: Option<mpsc::Sender<Result<Bytes, BodyError>>>,
-    /// Set while the app has not asked for the body of an
-    /// `Expect: 100-continue` request.
-    waiting: Option<oneshot::Receiver<()>>,
+    feed: Feed,
     /// Body bytes received so far, and the most allowed.
     seen: u64,
     max: u64,
@@ -108,50 +100,22 @@ impl Pump {
     }
 
     fn into_stream(mut self, first: Bytes, expect_continue: bool) -> (RequestBody, Option<Pump>) {
-        let (tx, rx) = mpsc::channel(DEPTH + 1);
-        if !first.is_empty() {
-            // A fresh channel has room for it.
-            let _ = tx.try_send(Ok(first));
-        }
-        let (want_tx, want_rx) = oneshot::channel();
-        let want = if expect_continue {
-            self.waiting = Some(want_rx);
-            Some(want_tx)
-        } else {
-            None
-        };
-        self.tx = Some(tx);
-        let body = RequestBody::Stream(BodyStream {
-            rx,
-            want,
-            done: false,
-        });
+        let (body, feed) = Feed::open(first, expect_continue);
+        self.feed = feed;
         (body, Some(self))
     }
 
     /// Is there anything left for `step` to do?
     pub(crate) fn active(&self) -> bool {
-        self.tx.is_some() || self.waiting.is_some()
+        self.feed.active()
     }
 
     /// Deliver the next piece to the app. Cancel-safe: a piece is taken
     /// from the stream only once the channel has room for it.
     pub(crate) async fn step(&mut self, wait: Duration) -> Step {
-        if let Some(waiting) = &mut self.waiting {
-            let asked = waiting.await.is_ok();
-            self.waiting = None;
-            if !asked {
-                self.tx = None;
-                return Step::Abandoned;
-            }
-            return Step::Continue;
-        }
-        let Some(tx) = self.tx.clone() else {
-            return Step::Abandoned;
-        };
-        let Ok(permit) = tx.reserve().await else {
-            self.tx = None;
-            return Step::Abandoned;
+        let permit = match self.feed.room().await {
+            Ok(room) => room,
+            Err(step) => return step,
         };
         loop {
             match timeout(wait, self.recv.data()).await {
@@ -159,7 +123,7 @@ impl Pump {
                 Ok(Some(Ok(data))) => {
                     if let Err(Refusal::Answer(e)) = self.take(data.len()) {
                         permit.send(Err(BodyError::Invalid(e.to_string())));
-                        self.tx = None;
+                        self.feed.close();
                         return Step::Refused(e);
                     }
                     permit.send(Ok(data));
@@ -168,17 +132,17 @@ impl Pump {
                 Ok(Some(Err(e))) => {
                     log::debug!("HTTP/2 request body ended by the client: {e}");
                     permit.send(Err(BodyError::Disconnected));
-                    self.tx = None;
+                    self.feed.close();
                     return Step::Progress;
                 }
                 Ok(None) => {
                     permit.send(Ok(Bytes::new()));
-                    self.tx = None;
+                    self.feed.close();
                     return Step::Progress;
                 }
                 Err(_) => {
                     permit.send(Err(BodyError::TimedOut));
-                    self.tx = None;
+                    self.feed.close();
                     return Step::Refused(ProtoError::RequestTimeout);
                 }
             }
