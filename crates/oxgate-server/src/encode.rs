@@ -193,15 +193,7 @@ impl Encoder {
 
     fn start(&mut self, mut head: ResponseHead, known: Option<u64>) {
         self.status = head.status;
-        if let Some(id) = &self.request_id {
-            if !head.has_header(request_id::HEADER) {
-                head.push_header(request_id::HEADER, id.as_str());
-            }
-        }
-        if self.is_head && head.content_length.is_none() {
-            // Tell a HEAD client the length its GET would have had.
-            head.content_length = known;
-        }
+        head.stamp(self.request_id.as_deref(), self.is_head, known);
         self.framing = response_framing(
             self.is_head,
             head.status,

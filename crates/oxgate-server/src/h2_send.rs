@@ -15,11 +15,13 @@ use h2::server::SendResponse;
 use h2::{Reason, SendStream};
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
+use oxgate_proto::response::response_framing;
+use oxgate_proto::{ResponseFraming, Version};
 
 use crate::date::with_http_date;
 use crate::handler::{ResponseHead, ResponseMsg};
-use crate::request_id::{self, RequestId};
-use crate::write::SERVER;
+use crate::request_id::RequestId;
+use crate::write::{own_response, SERVER};
 
 /// Largest piece of a file read for one DATA run.
 const FILE_CHUNK: usize = 64 * 1024;
@@ -126,13 +128,8 @@ impl Reply {
             self.reset(Reason::INTERNAL_ERROR);
             return;
         }
-        let mut head = ResponseHead::new(status, &format!("{status} {reason}"));
-        head.push_header("Content-Type", "text/plain; charset=utf-8");
-        for (name, value) in extra {
-            head.push_header(name, value);
-        }
-        let body = Bytes::from(format!("{status} {reason}\n"));
-        let _ = self.whole(head, body).await;
+        let (head, body) = own_response(status, reason, extra);
+        let _ = self.whole(head, Bytes::from(body)).await;
     }
 
     pub(crate) fn reset(&mut self, reason: Reason) {
@@ -176,21 +173,22 @@ impl Reply {
             return Ok(());
         }
         self.status = head.status;
-        if let Some(id) = &self.request_id {
-            if !head.has_header(request_id::HEADER) {
-                head.push_header(request_id::HEADER, id.as_str());
-            }
-        }
-        if self.is_head && head.content_length.is_none() {
-            // Tell a HEAD client the length its GET would have had.
-            head.content_length = known;
-        }
+        head.stamp(self.request_id.as_deref(), self.is_head, known);
         let status = head.status;
-        let no_body = self.is_head || status == 204 || status == 304;
-        self.declared = if no_body {
-            Some(0)
-        } else {
-            head.content_length.or(known)
+        // The same decision as HTTP/1.1's, where "close-delimited" or
+        // "chunked" mean only that the length is not known in advance.
+        let framing = response_framing(
+            self.is_head,
+            status,
+            head.content_length,
+            known,
+            Version::Http2,
+        );
+        let no_body = framing == ResponseFraming::NoBody;
+        self.declared = match framing {
+            ResponseFraming::NoBody => Some(0),
+            ResponseFraming::Length(n) => Some(n),
+            _ => None,
         };
         let mut resp = Response::new(());
         *resp.status_mut() =

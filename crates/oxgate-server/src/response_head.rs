@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use crate::request_id::{self, RequestId};
+
 /// Status line and headers as the app gave them, minus the framing headers
 /// the server owns (Content-Length, Transfer-Encoding, Connection).
 #[derive(Debug, Clone)]
@@ -59,6 +61,27 @@ impl ResponseHead {
             );
         }
         out.extend_from_slice(b"\r\n");
+    }
+
+    /// What the server adds to the app's head for its request, whichever
+    /// the HTTP version: the request's id (--request-id) unless the app sent
+    /// one, and for HEAD the length a GET would have had (`known`, when the
+    /// server knows it).
+    #[inline]
+    pub(crate) fn stamp(
+        &mut self,
+        request_id: Option<&RequestId>,
+        is_head: bool,
+        known: Option<u64>,
+    ) {
+        if let Some(id) = request_id {
+            if !self.has_header(request_id::HEADER) {
+                self.push_header(request_id::HEADER, id.as_str());
+            }
+        }
+        if is_head && self.content_length.is_none() {
+            self.content_length = known;
+        }
     }
 
     /// Whether the app sent a header `name` (any case).

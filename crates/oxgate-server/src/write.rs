@@ -74,6 +74,21 @@ fn push_length(out: &mut Vec<u8>, n: u64) {
     push_field(out, b"Content-Length", &digits[at..]);
 }
 
+/// The head and short text body of a response the server makes itself,
+/// whichever the HTTP version.
+pub(crate) fn own_response(
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+) -> (ResponseHead, String) {
+    let mut head = ResponseHead::new(status, &format!("{status} {reason}"));
+    head.push_header("Content-Type", "text/plain; charset=utf-8");
+    for (name, value) in extra {
+        head.push_header(name, value);
+    }
+    (head, format!("{status} {reason}\n"))
+}
+
 /// A complete response the server makes itself (errors, overload), always
 /// with a short text body and `Connection: close` unless `keep_alive`.
 /// Returns the body's length.
@@ -84,13 +99,8 @@ pub fn simple_response(
     extra: &[(&str, &str)],
     keep_alive: bool,
 ) -> u64 {
-    let body = format!("{status} {reason}\n");
-    let mut head = ResponseHead::new(status, &format!("{status} {reason}"));
+    let (mut head, body) = own_response(status, reason, extra);
     head.close = !keep_alive;
-    head.push_header("Content-Type", "text/plain; charset=utf-8");
-    for (name, value) in extra {
-        head.push_header(name, value);
-    }
     write_head(
         out,
         Version::Http11,
