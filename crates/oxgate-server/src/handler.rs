@@ -6,7 +6,7 @@ use std::any::Any;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +17,8 @@ use crate::encode::Encoder;
 use crate::outbox::Outbox;
 use crate::request_id::RequestId;
 pub use crate::response_head::ResponseHead;
+pub(crate) use crate::response_queue::ResponseRx;
+use crate::response_queue::{self, cost, QueueTx, MSG_OVERHEAD};
 
 /// Where a connection came from and which listener took it.
 #[derive(Debug)]
@@ -290,8 +292,7 @@ pub struct Responder {
 enum To {
     /// To the I/O thread, for an app thread.
     Queue {
-        tx: mpsc::UnboundedSender<ResponseMsg>,
-        budget: Arc<Budget>,
+        tx: QueueTx,
         /// Where messages wait for their batch, in order.
         outbox: Arc<Outbox>,
     },
@@ -332,101 +333,15 @@ fn lock_sink(sink: &Mutex<Sink>) -> MutexGuard<'_, Sink> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Disconnected;
 
-/// Per-message bookkeeping counted against the buffer, so a response of
-/// many tiny chunks is bounded too.
-const MSG_OVERHEAD: usize = 64;
-
-/// How many response bytes the app side has handed over that the I/O side
-/// has not taken yet (--response-buffer). The app thread waits on it only
-/// when a slow client lets the buffer fill.
-struct Budget {
-    limit: usize,
-    state: Mutex<BudgetState>,
-    freed: Condvar,
-}
-
-struct BudgetState {
-    queued: usize,
-    closed: bool,
-    /// App threads waiting for room: notifying costs a futex syscall, so
-    /// only when one waits.
-    waiting: usize,
-}
-
-impl Budget {
-    fn lock(&self) -> MutexGuard<'_, BudgetState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Wait for room for `n` bytes, after `before_wait` if it must; a
-    /// message larger than the whole buffer goes once the buffer is empty.
-    fn take(&self, n: usize, before_wait: impl FnOnce()) -> Result<(), Disconnected> {
-        let mut st = self.lock();
-        let mut before_wait = Some(before_wait);
-        while !st.closed && st.queued > 0 && st.queued.saturating_add(n) > self.limit {
-            if let Some(f) = before_wait.take() {
-                f();
-            }
-            st.waiting += 1;
-            st = self.freed.wait(st).unwrap_or_else(PoisonError::into_inner);
-            st.waiting -= 1;
-        }
-        if st.closed {
-            return Err(Disconnected);
-        }
-        st.queued = st.queued.saturating_add(n);
-        Ok(())
-    }
-
-    fn give(&self, n: usize) {
-        let mut st = self.lock();
-        st.queued = st.queued.saturating_sub(n);
-        if st.waiting > 0 {
-            self.freed.notify_all();
-        }
-    }
-
-    fn close(&self) {
-        let mut st = self.lock();
-        st.closed = true;
-        // Every response ends here: a futex wake per request costs a
-        // syscall, so only when an app thread waits.
-        if st.waiting > 0 {
-            self.freed.notify_all();
-        }
-    }
-}
-
-fn cost(msg: &ResponseMsg) -> usize {
-    MSG_OVERHEAD
-        + match msg {
-            ResponseMsg::Whole(_, b) | ResponseMsg::Body(b) => b.len(),
-            _ => 0,
-        }
-}
-
 impl Responder {
     /// A response channel whose app side may run `buffer` bytes ahead.
     pub(crate) fn channel(buffer: usize, outbox: Arc<Outbox>) -> (Responder, ResponseRx) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let budget = Arc::new(Budget {
-            limit: buffer.max(1),
-            state: Mutex::new(BudgetState {
-                queued: 0,
-                closed: false,
-                waiting: 0,
-            }),
-            freed: Condvar::new(),
-        });
+        let (tx, rx) = response_queue::queue(buffer);
         (
             Responder {
-                to: To::Queue {
-                    tx,
-                    budget: budget.clone(),
-                    outbox,
-                },
+                to: To::Queue { tx, outbox },
             },
-            ResponseRx { rx, budget },
+            rx,
         )
     }
 
@@ -484,14 +399,10 @@ impl Responder {
     /// (except on an inline responder, which waits only on the client).
     pub fn send_blocking(&self, msg: ResponseMsg) -> Result<(), Disconnected> {
         match &self.to {
-            To::Queue { tx, budget, outbox } => {
+            To::Queue { tx, outbox } => {
                 let n = cost(&msg);
                 // What waits in the outbox must reach the I/O side to free room.
-                budget.take(n, || outbox.flush())?;
-                if tx.is_closed() {
-                    budget.give(n);
-                    return Err(Disconnected);
-                }
+                tx.reserve(n, || outbox.flush())?;
                 outbox.send(tx, msg, n - MSG_OVERHEAD);
                 Ok(())
             }
@@ -555,42 +466,4 @@ fn inline_send(sink: &Mutex<Sink>, push: impl FnOnce(&mut Encoder)) -> Result<()
         }
     }
     Ok(())
-}
-
-/// The I/O side's half: taking a message frees its room in the buffer.
-pub(crate) struct ResponseRx {
-    rx: mpsc::UnboundedReceiver<ResponseMsg>,
-    budget: Arc<Budget>,
-}
-
-impl ResponseRx {
-    pub(crate) async fn recv(&mut self) -> Option<ResponseMsg> {
-        let msg = self.rx.recv().await?;
-        self.budget.give(cost(&msg));
-        Some(msg)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
-
-    /// The next message, waiting no later than `deadline` when one applies
-    /// (--timeout, until the head goes): `None` once it passed, `Some(None)`
-    /// when the app side gave up.
-    pub(crate) async fn recv_by(
-        &mut self,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Option<Option<ResponseMsg>> {
-        match deadline {
-            Some(at) => tokio::time::timeout_at(at, self.recv()).await.ok(),
-            None => Some(self.recv().await),
-        }
-    }
-}
-
-impl Drop for ResponseRx {
-    fn drop(&mut self) {
-        // Wake an app thread waiting for room: nobody will read its bytes.
-        self.budget.close();
-    }
 }

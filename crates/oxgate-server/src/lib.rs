@@ -19,6 +19,7 @@ mod outbox;
 mod preamble;
 pub mod request_id;
 mod response_head;
+mod response_queue;
 pub mod server;
 mod static_files;
 mod stream;
