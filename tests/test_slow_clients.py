@@ -232,6 +232,33 @@ def test_a_slow_reader_that_keeps_reading_gets_everything(oxgate):
     assert elapsed > 1.0, "the reader was not slower than --write-timeout: nothing was tested"
 
 
+def test_a_large_body_to_a_client_that_does_not_read_holds_no_other_client(oxgate):
+    """With one thread the app runs on the I/O thread; a body past --response-buffer
+    that is already whole in memory is written by the connection after the call, so
+    a client that does not read it holds only its own connection."""
+    server = oxgate(APP, "--threads", "1", "--write-timeout", "20")
+    stalled = server.connect()
+    size = 32 * 1024 * 1024  # past --response-buffer and what the sockets hold
+    stalled.send(simple_request("GET", f"/big?size={size}"))
+    try:
+        stalled.read_head()  # the app ran and its response started
+        other = server.connect()
+        other.send(simple_request("GET", "/"))
+        ready, _, _ = select.select([other.sock], [], [], 10)
+        assert ready, "a second client waited for the one that does not read"
+        assert other.read_response().body == b"ok"
+        other.close()
+        assert tcp_peer_open(stalled.local_port)
+        total = len(stalled.buf)
+        while total < size:
+            chunk = stalled.sock.recv(1 << 20)
+            assert chunk, f"cut after {total} bytes"
+            total += len(chunk)
+        assert total == size
+    finally:
+        stalled.close()
+
+
 def test_past_response_buffer_the_app_thread_waits_for_the_reader(oxgate, events_file):
     """The buffer is a bound: a larger streamed response holds the thread until read."""
     server = oxgate(APP, "--response-buffer", "65536")

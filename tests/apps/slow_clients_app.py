@@ -2,6 +2,7 @@
 
 /            b"ok"
 /stream      ?chunks=N&size=BYTES: a generator of N chunks, close() recorded as close:stream
+/big         ?size=BYTES: one bytes object of that size, in a list
 /upload      reads wsgi.input to the end; answers its length, records upload:LENGTH
 /sleep       ?s=SECONDS (at most 10), records started:sleep and finished:sleep
 """
@@ -33,6 +34,9 @@ def application(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return Chunks(int(qs.get("chunks", "1")), int(qs.get("size", "65536")))
+    if path == "/big":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [b"x" * int(qs.get("size", "65536"))]
     if path == "/upload":
         body = environ["wsgi.input"].read()
         record(f"upload:{len(body)}")

@@ -6,7 +6,8 @@
 //! app answers fast (and the body is in memory): the hand-off to another
 //! thread and back costs more than a small app does, and a call of well
 //! under a millisecond holds the other connections no longer than the
-//! hand-off would. Once calls get slow, requests go to the app thread, so
+//! hand-off would. Once calls get slow (or one waited for its client to
+//! read a streamed response), requests go to the app thread, so
 //! the I/O thread keeps reading, timing out and refusing (503) while the
 //! app works. A lane lock keeps it to one request at a time, as
 //! `--threads 1` promises.
@@ -125,7 +126,15 @@ impl Handler for Pool {
         {
             return Err(Box::new(req));
         }
+        let responder = req.responder.clone();
         Python::attach(|py| run(py, &self.shared, req, 0));
+        if responder.waited_for_client() {
+            // The call held the I/O thread while its client read: calls go
+            // to the app thread until fast ones bring the average down.
+            lane.recent
+                .fetch_max(INLINE_MAX_NANOS.saturating_mul(4), Ordering::Relaxed);
+        }
+        drop(responder);
         lane.give();
         Ok(())
     }

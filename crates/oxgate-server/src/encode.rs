@@ -394,15 +394,31 @@ impl Encoder {
                     let sent = sync_io::sendfile(fd, file.as_raw_fd(), offset, len, stall)?;
                     short_file(sent, len)?;
                 }
-                None => {
-                    let slices = self.data_run();
-                    let n = sync_io::write_vectored(fd, &slices, stall)?;
-                    drop(slices);
-                    self.consume(n)?;
-                }
+                None => self.write_data_sync(fd, Some(stall))?,
             }
         }
         Ok(())
+    }
+
+    /// Write what the socket takes now from this thread, without waiting,
+    /// until no more than `keep` bytes are left queued or a file is next.
+    pub(crate) fn write_ready(&mut self, fd: RawFd, keep: usize) -> io::Result<()> {
+        self.seal();
+        while self.queued() > keep && matches!(self.items.front(), Some(Item::Data(_))) {
+            match self.write_data_sync(fd, None) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// One sendmsg(2) of the `Data` items at the front.
+    fn write_data_sync(&mut self, fd: RawFd, stall: Option<Duration>) -> io::Result<()> {
+        let slices = self.data_run();
+        let n = sync_io::write_vectored(fd, &slices, stall)?;
+        drop(slices);
+        self.consume(n)
     }
 }
 

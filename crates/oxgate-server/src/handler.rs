@@ -312,6 +312,8 @@ struct Sink {
     limit: usize,
     /// A write failed: the client is gone.
     failed: bool,
+    /// The call had to wait for the client to read.
+    waited: bool,
 }
 
 /// The connection's hold on an inline responder.
@@ -369,6 +371,7 @@ impl Responder {
             stall,
             limit: limit.max(1),
             failed: false,
+            waited: false,
         };
         let sink = match last {
             // No Weak is ever made of a sink: one strong count is ours alone.
@@ -417,15 +420,24 @@ impl Responder {
         matches!(self.to, To::Inline(_))
     }
 
-    /// Whether sending about `n` more bytes on an inline responder would
-    /// write to the client from this thread (and so may wait for it).
+    /// Whether sending about `n` more bytes on an inline responder may
+    /// write to the client from this thread and wait for it.
     pub fn would_wait(&self, n: usize) -> bool {
         match &self.to {
             To::Inline(sink) => {
                 let sink = lock_sink(sink);
                 let queued = sink.enc.as_ref().map_or(0, |enc| enc.queued());
-                queued.saturating_add(n) > sink.limit
+                queued > 0 && queued.saturating_add(n) > sink.limit
             }
+            _ => false,
+        }
+    }
+
+    /// An inline responder's call had to wait for the client to read: the
+    /// I/O thread was held meanwhile.
+    pub fn waited_for_client(&self) -> bool {
+        match &self.to {
+            To::Inline(sink) => lock_sink(sink).waited,
             _ => false,
         }
     }
@@ -453,17 +465,31 @@ fn inline_send(sink: &Mutex<Sink>, push: impl FnOnce(&mut Encoder)) -> Result<()
         stall,
         limit,
         failed,
+        waited,
     } = &mut *sink;
     let Some(enc) = enc.as_mut().filter(|_| !*failed) else {
         return Err(Disconnected);
     };
+    let before = enc.queued();
     push(enc);
-    if enc.queued() > *limit {
-        if let Err(e) = enc.write_sync(*fd, *stall, *limit / 2) {
-            log::debug!("writing a response from the app call failed: {e}");
-            *failed = true;
-            return Err(Disconnected);
-        }
+    let after = enc.queued();
+    if after <= *limit {
+        return Ok(());
+    }
+    // What the socket takes now costs no wait. Past that, as the budget of
+    // a queued response has it, one message is held as it came (it is in
+    // memory already, and the connection writes it after the call), and
+    // only data added to a full buffer waits for the client, which holds
+    // this (the I/O) thread.
+    let mut written = enc.write_ready(*fd, *limit / 2);
+    if written.is_ok() && before > 0 && after > before && enc.queued() > *limit {
+        *waited = true;
+        written = enc.write_sync(*fd, *stall, *limit / 2);
+    }
+    if let Err(e) = written {
+        log::debug!("writing a response from the app call failed: {e}");
+        *failed = true;
+        return Err(Disconnected);
     }
     Ok(())
 }

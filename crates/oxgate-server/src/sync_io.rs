@@ -9,8 +9,12 @@ use std::time::Duration;
 
 /// One sendmsg(2) of `slices`, waiting while the socket is full; returns
 /// how many bytes went. Fails with TimedOut when nothing could be written
-/// for `stall`.
-pub fn write_vectored(fd: RawFd, slices: &[IoSlice<'_>], stall: Duration) -> io::Result<usize> {
+/// for `stall`, at once with WouldBlock when `stall` is None.
+pub fn write_vectored(
+    fd: RawFd,
+    slices: &[IoSlice<'_>],
+    stall: Option<Duration>,
+) -> io::Result<usize> {
     // SAFETY: an all-zero msghdr is valid (no name, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // IoSlice is ABI-compatible with iovec (std guarantees it on unix).
@@ -26,7 +30,7 @@ pub fn write_vectored(fd: RawFd, slices: &[IoSlice<'_>], stall: Duration) -> io:
         }
         let e = io::Error::last_os_error();
         match e.kind() {
-            io::ErrorKind::WouldBlock => wait_writable(fd, stall)?,
+            io::ErrorKind::WouldBlock => wait_writable(fd, stall.ok_or(e)?)?,
             io::ErrorKind::Interrupted => {}
             _ => return Err(e),
         }
