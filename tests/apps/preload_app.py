@@ -1,7 +1,9 @@
-"""Reports the pid that imported it and the pid serving: equal unless preloaded."""
+"""Reports the pid that imported it and the pid serving (equal unless preloaded), and
+how many objects the garbage collector has frozen (gc.freeze())."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 
@@ -14,6 +16,9 @@ def application(environ, start_response):
             "imported_in": IMPORTED_IN,
             "pid": os.getpid(),
             "multiprocess": environ["wsgi.multiprocess"],
+            "frozen": gc.get_freeze_count(),
+            # Set by tests/test_preload_daemon.py's post_fork hook, when given.
+            "frozen_at_fork": int(os.environ.get("FROZEN_AT_FORK", "-1")),
         }
     ).encode()
     start_response("200 OK", [("Content-Type", "application/json")])

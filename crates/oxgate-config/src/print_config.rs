@@ -39,6 +39,7 @@ pub(crate) fn printed_value(cfg: &Config, name: &str) -> Option<String> {
         "max_worker_memory" => cfg.max_worker_memory.to_string(),
         "reuse_port" => py_bool(cfg.reuse_port),
         "preload_app" => py_bool(cfg.preload_app),
+        "no_gc_freeze" => py_bool(cfg.no_gc_freeze),
         "worker_tmp_dir" => opt(cfg.worker_tmp_dir.as_ref().map(|p| p.display().to_string())),
         "reload" => py_bool(cfg.reload),
         "reload_extra_files" => py_list(cfg.reload_extra_files.iter().cloned()),

@@ -67,6 +67,8 @@ pub struct Config {
     pub max_worker_memory: u64,
     pub reuse_port: bool,
     pub preload_app: bool,
+    /// --no-gc-freeze: leave the loaded app's objects to the collector.
+    pub no_gc_freeze: bool,
     /// Checked to be a directory; otherwise unused (see the setting's doc).
     pub worker_tmp_dir: Option<PathBuf>,
     pub reload: bool,
@@ -207,6 +209,7 @@ pub fn build(
         max_worker_memory: m.int("max_worker_memory", 0)?,
         reuse_port: m.flag("reuse_port")?,
         preload_app: m.flag("preload_app")?,
+        no_gc_freeze: m.flag("no_gc_freeze")?,
         worker_tmp_dir: m.existing_dir("worker_tmp_dir")?,
         reload: m.flag("reload")?,
         reload_extra_files: m.list("reload_extra_files"),

@@ -494,6 +494,26 @@ pub static SETTINGS: &[Setting] = &[
               code.",
     },
     Setting {
+        name: "no_gc_freeze",
+        section: Section::ServerMechanics,
+        short: None,
+        long: Some("no-gc-freeze"),
+        aliases: &[],
+        meta: "",
+        kind: Kind::Flag,
+        default: "False",
+        help: "Do not move the objects of the loaded application out of the garbage \
+               collector's sight (gc.freeze()).",
+        doc: "By default the master calls `gc.collect()` then `gc.freeze()` once `--preload` \
+              has loaded the app, and each worker does the same once it has loaded the app \
+              and run `post_worker_init`. Frozen objects are never scanned again: a full \
+              collection then skips the app's modules, classes and functions instead of \
+              walking them all, and in a worker forked after `--preload` it no longer writes \
+              to every page holding them, which kept those pages shared copy-on-write. \
+              Objects frozen are never collected, so garbage cycles made before that point \
+              stay; objects made later are collected as usual.",
+    },
+    Setting {
         name: "daemon",
         section: Section::ServerMechanics,
         short: Some('D'),

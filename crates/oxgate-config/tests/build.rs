@@ -478,6 +478,7 @@ max_requests                 = 0
 max_requests_jitter          = 0
 max_worker_memory            = 0
 metrics_bind                 = None
+no_gc_freeze                 = False
 pidfile                      = None
 preload_app                  = False
 print_config                 = True

@@ -129,3 +129,16 @@ fn parse_target<'py>(py: Python<'py>, target: &str) -> PyResult<(String, Option<
     }
     Ok((name, Some((args, kwargs))))
 }
+
+/// Collect what loading left as garbage, then freeze the rest
+/// (--no-gc-freeze turns it off): the loaded app's objects leave the
+/// collector's generations for good, so full collections skip them and,
+/// after a fork, stop writing to the pages that hold them.
+pub fn freeze_gc(py: Python<'_>) {
+    let frozen = py
+        .import("gc")
+        .and_then(|gc| gc.call_method0("collect").and(gc.call_method0("freeze")));
+    if let Err(e) = frozen {
+        log::warn!("gc.freeze() failed, the app's objects stay collectable: {e}");
+    }
+}

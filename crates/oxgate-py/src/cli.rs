@@ -178,7 +178,14 @@ fn serve(py: Python<'_>, cfg: &Config, hooks: Arc<Hooks>, start_dir: PathBuf) ->
         .collect();
     let identity = identity(cfg)?;
     let preloaded = match (&cfg.preload_app, &cfg.app_uri) {
-        (true, Some(uri)) => Some(crate::app::load(py, uri)?),
+        (true, Some(uri)) => {
+            let app = crate::app::load(py, uri)?;
+            if !cfg.no_gc_freeze {
+                // Before any fork: the workers then share these pages.
+                crate::app::freeze_gc(py);
+            }
+            Some(app)
+        }
         _ => None,
     };
     let mut host = crate::worker::Host {

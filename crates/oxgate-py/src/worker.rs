@@ -256,6 +256,9 @@ fn worker_main(
     if let Ok(worker) = hooks::worker_obj(py, ctx.age) {
         host.hooks.call(py, "post_worker_init", &[worker]);
     }
+    if !cfg.no_gc_freeze {
+        crate::app::freeze_gc(py);
+    }
     let statics = static_files(py, cfg)?;
     let script_name = cfg.root_path.trim_end_matches('/').to_owned();
     let threads = cfg.threads.max(1);
