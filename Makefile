@@ -94,8 +94,8 @@ bench-http2: build ## HTTP/2 hello over h2c: oxgate vs granian, with h2load (ben
 bench-smoke: ## a seconds-long run of bench/compare.py into a temp dir (CI)
 	bash bench/install.sh smoke
 	@set -euo pipefail; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
-	.venv-bench/bin/python bench/compare.py --duration 1 --reps 1 --warmup 0 --strict \
-	  --only-servers oxgate,gunicorn-sync --out "$$out" --docs "$$out"; \
+	.venv-bench/bin/python bench/compare.py --duration 1 --reps 2 --warmup 0 --strict \
+	  --interleave --only-servers oxgate,gunicorn-sync --out "$$out" --docs "$$out"; \
 	.venv-bench/bin/python bench/compare.py --report-only --strict --out "$$out" --docs "$$out"; \
 	test -s "$$out/benchmarks.md" && test -s "$$out/benchmarks.png"
 

@@ -4,7 +4,7 @@ scenario and server: start the server (1 worker, access log off, pinned to CPU
 server's CPU and RSS from /proc, stop it. Plus the ceilings: nginx answering the
 same 13 bytes, and the apps called in-process. Writes JSON, then the report.
 
-    python bench/compare.py [--duration 10] [--reps 3] [--only-servers a,b]
+    python bench/compare.py [--duration 10] [--reps 3] [--interleave] [--only-servers a,b]
                             [--only-scenarios x,y] [--out DIR] [--docs DIR]
     python bench/compare.py --report-only [--out DIR] [--docs DIR]
 
@@ -93,7 +93,8 @@ def tail(path: Path, lines: int = 3) -> str:
     return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
-def run_one(sc: Scenario, server: Server, args: argparse.Namespace, tmp: Path) -> dict:
+def run_one(sc: Scenario, server: Server, args: argparse.Namespace, tmp: Path, n: int) -> dict:
+    """Start `server`, warm it up, measure `n` reps of `sc`, stop it."""
     row: dict[str, Any] = {"scenario": sc.name, "server": server.name}
     if (why := server.missing()) is not None:
         return {**row, "status": "skipped", "reason": why}
@@ -121,7 +122,7 @@ def run_one(sc: Scenario, server: Server, args: argparse.Namespace, tmp: Path) -
             if args.warmup > 0:
                 measure.run_wrk(measure.wrk_cmd(url, conns, args.warmup, script), args.warmup)
             reps = []
-            for _ in range(args.reps):
+            for _ in range(n):
                 # wrk leaves up to `conns` requests behind when it stops; let every
                 # server finish them before the next run counts (a server with a
                 # bounded queue would otherwise refuse the newcomers).
@@ -160,6 +161,44 @@ def run_one(sc: Scenario, server: Server, args: argparse.Namespace, tmp: Path) -
         "rss_kib": rss,
         "master_rss_kib": master,
     }
+
+
+def merge_rounds(rows: list[dict]) -> dict:
+    """One row from a server's rounds of one scenario (--interleave): the reps of all
+    rounds, their medians; the first round that did not succeed, if any."""
+    if bad := [r for r in rows if r["status"] != "ok"]:
+        return bad[0]
+    med = statistics.median
+    reps = [rep for r in rows for rep in r["reps"]]
+    return {
+        **rows[-1],
+        "reps": reps,
+        "rps": med(x["wrk"]["rps"] for x in reps),
+        "p50_ms": med(x["wrk"]["p50_ms"] for x in reps),
+        "p99_ms": med(x["wrk"]["p99_ms"] for x in reps),
+        "cpu_us_per_req": med(x["cpu_us_per_req"] for x in reps),
+        "errors": sum(r["errors"] for r in rows),
+        "requests": sum(r["requests"] for r in rows),
+        "lost_pids": sum(r["lost_pids"] for r in rows),
+    }
+
+
+def run_scenario(sc: Scenario, names: list[str], args: argparse.Namespace, tmp: Path) -> list[dict]:
+    """Every chosen server on `sc`. With --interleave, rep by rep in turn (each server
+    started afresh each round), so a noisy minute on a shared machine lands on every
+    server instead of on the one that happened to run then."""
+    servers = [
+        s for s in SERVERS if s.name in names and not (s.ceiling and not sc.ceiling_only_hello)
+    ]
+    rounds, per_round = (args.reps, 1) if args.interleave else (1, args.reps)
+    got: dict[str, list[dict]] = {s.name: [] for s in servers}
+    for _ in range(rounds):
+        for server in servers:
+            done = got[server.name]
+            if done and done[-1]["status"] != "ok":
+                continue  # skipped or failed: once is enough
+            done.append(run_one(sc, server, args, tmp, per_round))
+    return [merge_rounds(got[s.name]) for s in servers]
 
 
 def ceiling(scenario: str, app: str, path: str, seconds: float) -> dict:
@@ -232,7 +271,9 @@ def meta(args: argparse.Namespace) -> dict:
         },
         "versions": versions,
         "git": version_of(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
-        "options": {k: getattr(args, k) for k in ("duration", "reps", "connections", "warmup")},
+        "options": {
+            k: getattr(args, k) for k in ("duration", "reps", "connections", "warmup", "interleave")
+        },
     }
 
 
@@ -251,6 +292,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--warmup", type=int, default=1, help="seconds of discarded wrk (0: none)")
+    ap.add_argument(
+        "--interleave",
+        action="store_true",
+        help="run the servers of a scenario rep by rep in turn, each started per rep",
+    )
     ap.add_argument("--only-servers", help=f"comma list of {','.join(s.name for s in SERVERS)}")
     ap.add_argument("--only-scenarios", help=f"comma list of {','.join(s.name for s in SCENARIOS)}")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the in-process Python loop")
@@ -277,10 +323,7 @@ def main() -> None:
             with (tmp / "10m.bin").open("wb") as f:
                 f.write(os.urandom(10 * 1024 * 1024))
             for sc in (s for s in SCENARIOS if s.name in scenarios):
-                for server in (s for s in SERVERS if s.name in servers):
-                    if server.ceiling and not sc.ceiling_only_hello:
-                        continue
-                    row = run_one(sc, server, args, tmp)
+                for row in run_scenario(sc, servers, args, tmp):
                     results["runs"].append(row)
                     print(report.one_line(row), flush=True)
             if not args.no_ceiling:

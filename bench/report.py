@@ -105,7 +105,13 @@ def markdown(res: dict[str, Any]) -> str:
         "not across runs)",
         f"- each run: {o['reps']} × {o['duration']:g} s of `wrk -t1 -c{o['connections']}` "
         f"after {o['warmup']:g} s of warm-up, 0.5 s apart (the server finishes what the "
-        "last run left); the median is quoted",
+        "last run left); the median is quoted"
+        + (
+            "; interleaved: the servers of a scenario ran rep by rep in turn, each started "
+            "afresh per rep, so the machine's slow minutes fall on all of them"
+            if o.get("interleave")
+            else ""
+        ),
         "- servers: 1 worker process, access log off, pinned to CPU 0 (`taskset -c 0`); wrk "
         "pinned to CPU 1. In *hello, 2 worker processes* the servers may use both CPUs and "
         "share CPU 1 with wrk.",
