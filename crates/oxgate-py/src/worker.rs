@@ -256,9 +256,6 @@ fn worker_main(
     if let Ok(worker) = hooks::worker_obj(py, ctx.age) {
         host.hooks.call(py, "post_worker_init", &[worker]);
     }
-    if !cfg.no_gc_freeze {
-        crate::app::freeze_gc(py);
-    }
     let statics = static_files(py, cfg)?;
     let script_name = cfg.root_path.trim_end_matches('/').to_owned();
     let threads = cfg.threads.max(1);
@@ -320,7 +317,15 @@ fn worker_main(
     }
     let shared = Arc::new(shared);
     let notify = ctx.clone();
+    let freeze = !cfg.no_gc_freeze;
     let ready = move || {
+        if freeze {
+            // Here rather than right after loading: the worker's signal
+            // handlers are in place, so a stop sent while the collection
+            // runs ends the worker gracefully (worker_exit and all) instead
+            // of killing it by the default disposition.
+            Python::attach(crate::app::freeze_gc);
+        }
         log::info!("Worker ready (pid: {})", std::process::id());
         notify.ready();
     };
