@@ -427,7 +427,7 @@ impl Responder {
             To::Inline(sink) => {
                 let sink = lock_sink(sink);
                 let queued = sink.enc.as_ref().map_or(0, |enc| enc.queued());
-                queued > 0 && queued.saturating_add(n) > sink.limit
+                response_queue::must_wait(queued, n, sink.limit)
             }
             _ => false,
         }

@@ -36,7 +36,8 @@ struct Shared {
     /// Live `QueueTx`es, those waiting in the outbox included: at none,
     /// the app side gave up or finished.
     senders: AtomicUsize,
-    /// The receiver is gone: read without the lock by `is_closed`.
+    /// The receiver is gone. Set before its drop takes the lock, so a
+    /// sender that checks it under the lock and then waits is woken.
     closed: AtomicBool,
 }
 
@@ -47,7 +48,6 @@ struct State {
     rest: VecDeque<ResponseMsg>,
     /// Bytes the app side handed over that the I/O side has not taken.
     queued: usize,
-    closed: bool,
     /// App threads waiting for room: notifying costs a futex syscall, so
     /// only when one waits.
     waiting: usize,
@@ -79,6 +79,13 @@ impl Shared {
     }
 }
 
+/// The budget's rule: a message of `n` bytes waits while `queued` bytes are
+/// waiting and it would take them past `limit`; one larger than the whole
+/// buffer goes once the buffer is empty.
+pub(crate) fn must_wait(queued: usize, n: usize, limit: usize) -> bool {
+    queued > 0 && queued.saturating_add(n) > limit
+}
+
 /// A response queue whose app side may run `limit` bytes ahead.
 pub(crate) fn queue(limit: usize) -> (QueueTx, ResponseRx) {
     let shared = Arc::new(Shared {
@@ -87,7 +94,6 @@ pub(crate) fn queue(limit: usize) -> (QueueTx, ResponseRx) {
             first: None,
             rest: VecDeque::new(),
             queued: 0,
-            closed: false,
             waiting: 0,
             waker: None,
         }),
@@ -127,7 +133,7 @@ impl QueueTx {
         let shared = &*self.0;
         let mut st = shared.lock();
         let mut before_wait = Some(before_wait);
-        while !st.closed && st.queued > 0 && st.queued.saturating_add(n) > shared.limit {
+        while !self.is_closed() && must_wait(st.queued, n, shared.limit) {
             if let Some(f) = before_wait.take() {
                 f();
             }
@@ -138,7 +144,7 @@ impl QueueTx {
                 .unwrap_or_else(PoisonError::into_inner);
             st.waiting -= 1;
         }
-        if st.closed {
+        if self.is_closed() {
             return Err(Disconnected);
         }
         st.queued = st.queued.saturating_add(n);
@@ -148,7 +154,7 @@ impl QueueTx {
     /// I/O side: put a message (already reserved for) on the queue.
     pub(crate) fn deliver(&self, msg: ResponseMsg) {
         let mut st = self.0.lock();
-        if st.closed {
+        if self.is_closed() {
             // The connection is gone: its response goes nowhere.
             return;
         }
@@ -218,7 +224,6 @@ impl Drop for ResponseRx {
         let shared = &*self.0;
         shared.closed.store(true, Ordering::Release);
         let mut st = shared.lock();
-        st.closed = true;
         st.waker = None;
         // What waits is dropped here, on the I/O thread, not by the last
         // sender wherever it runs.
