@@ -421,3 +421,20 @@ def test_django_over_h2_renders_posts_with_csrf_and_knows_it_is_secure(oxgate, d
     assert info["secure"] is True
     assert info["absolute_uri"] == f"https://localhost:{server.port}/"
     assert info["query"] == {"x": "caf\u00e9"}
+
+
+def test_a_stuck_stream_gets_504_at_timeout_and_its_neighbour_is_answered(oxgate):
+    # crashy's /sleep never answers; /sleep?s=1.5 answers before --timeout.
+    server = oxgate("crashy", "--threads", "3", "--timeout", "3", "--graceful-timeout", "2")
+    with H2.tcp(server.port) as c:
+        c.start()
+        started = time.monotonic()
+        stuck, slow = c.request("/sleep"), c.request("/sleep?s=1.5")
+        answered = c.response(slow, timeout=20)
+        slow_took = time.monotonic() - started
+        timed_out = c.response(stuck, timeout=20)
+        stuck_took = time.monotonic() - started
+    assert answered.status == 200 and bytes(answered.data) == b"slept"
+    assert 1.4 <= slow_took < 2.8, slow_took
+    assert timed_out.status == 504 and 2.8 <= stuck_took < 5, stuck_took
+    assert "GET /sleep got no response within 3s" in server.stderr_text()

@@ -51,3 +51,21 @@ def test_stuck_request_gets_504_and_the_worker_is_recycled_gracefully(oxgate, ro
         10,
         "the replacement to serve",
     )
+
+
+def test_timeout_on_a_keep_alive_connection_counts_from_the_request_not_the_idle_wait(oxgate):
+    # The connection's keep-alive timer (1 s) fires first during a request
+    # given 3 s: the request goes on, and --timeout still holds it to 3 s.
+    server = oxgate(
+        "crashy", "--threads", "2", "--timeout", "3", "--keep-alive", "1", "--graceful-timeout", "2"
+    )
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        assert client.get("/pid").status_code == 200
+        time.sleep(0.5)
+        slow = client.get("/sleep", params={"s": "1.6"})
+        assert (slow.status_code, slow.text) == (200, "slept")
+        started = time.monotonic()
+        stuck = client.get("/sleep")
+        took = time.monotonic() - started
+    assert stuck.status_code == 504
+    assert 2.8 <= took < 5, took

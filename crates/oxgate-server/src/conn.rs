@@ -194,7 +194,9 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                         }
                         shared.queued.notify_one();
                         shared.outbox.sent();
-                        let ok = exchange.run(&mut stream, &mut buf, rx, pump, &shared).await;
+                        let ok = exchange
+                            .run(&mut stream, &mut buf, rx, pump, &shared, timer.as_mut())
+                            .await;
                         shared.outbox.answered();
                         ok
                     }
@@ -361,6 +363,7 @@ impl Exchange {
         mut rx: ResponseRx,
         mut pump: Option<Pump>,
         shared: &Shared,
+        mut timer: Pin<&mut Sleep>,
     ) -> bool {
         let wait = shared.settings.body_timeout;
         // --timeout: past it with nothing sent, the client gets a 504 and
@@ -370,7 +373,10 @@ impl Exchange {
             .request_timeout
             .map(|t| tokio::time::Instant::now() + t);
         while !self.enc.ended {
-            let next = rx.recv_by(deadline.filter(|_| !self.enc.head_written));
+            let by = deadline
+                .filter(|_| !self.enc.head_written)
+                .map(|at| (at, timer.as_mut()));
+            let next = rx.recv_by(by);
             let msg = match pump.as_mut().filter(|p| p.active()) {
                 Some(p) => {
                     tokio::select! {

@@ -178,8 +178,14 @@ async fn respond(
         .settings
         .request_timeout
         .map(|t| tokio::time::Instant::now() + t);
+    // One timer for the stream's waits, not one per message.
+    let mut timer = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
     while !reply.complete {
-        let next = rx.recv_by(deadline.filter(|_| !reply.head_sent));
+        let by = deadline
+            .zip(timer.as_mut())
+            .filter(|_| !reply.head_sent)
+            .map(|(at, t)| (at, t.as_mut()));
+        let next = rx.recv_by(by);
         let mut pumping = pump.as_mut().filter(|p| p.active());
         let active = pumping.is_some();
         let msg = tokio::select! {

@@ -9,9 +9,12 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
+
+use tokio::time::{Instant, Sleep};
 
 use crate::handler::{Disconnected, ResponseMsg};
 
@@ -205,16 +208,33 @@ impl ResponseRx {
         self.0.lock().is_empty()
     }
 
-    /// The next message, waiting no later than `deadline` when one applies
-    /// (--timeout, until the head goes): `None` once it passed, `Some(None)`
-    /// when the app side gave up.
+    /// The next message, waiting no later than `by`'s instant when one
+    /// applies (--timeout, until the head goes): `None` once it passed,
+    /// `Some(None)` when the app side gave up. `by`'s timer may be armed
+    /// for an earlier wait of its own (the connection's keep-alive): it is
+    /// left as it is and moved on if it fires first, so a request costs no
+    /// timer entry of its own (an insert into and a removal from the timer
+    /// wheel, under its lock, per request otherwise).
     pub(crate) async fn recv_by(
         &mut self,
-        deadline: Option<tokio::time::Instant>,
+        by: Option<(Instant, Pin<&mut Sleep>)>,
     ) -> Option<Option<ResponseMsg>> {
-        match deadline {
-            Some(at) => tokio::time::timeout_at(at, self.recv()).await.ok(),
-            None => Some(self.recv().await),
+        let Some((at, mut timer)) = by else {
+            return Some(self.recv().await);
+        };
+        if timer.deadline() > at {
+            timer.as_mut().reset(at);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                msg = self.recv() => return Some(msg),
+                () = timer.as_mut() => {}
+            }
+            if Instant::now() >= at {
+                return None;
+            }
+            timer.as_mut().reset(at);
         }
     }
 }
