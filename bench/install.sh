@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes .venv-bench ready for bench/compare.py; installs only what is missing, so a
 # second run takes seconds. `full`: every peer, matplotlib, wrk, nginx, libev-dev, h2load;
-# `smoke`: oxgate, Django, gunicorn, matplotlib, wrk (no compiled peers, no nginx). The oxgate wheel from
-# dist/ is always reinstalled (`make build` writes it).
+# `smoke`: oxgate, Django, gunicorn, matplotlib, wrk (no compiled peers, no nginx). oxgate's
+# wheel for the venv's CPython is built (maturin, $MATURIN) and always reinstalled.
 # A peer that fails to build is recorded in .venv-bench/install-status/PACKAGE with
 # its first error line, and bench/compare.py reports it as skipped with that reason.
 set -euo pipefail
@@ -81,7 +81,10 @@ if [ "$mode" = full ]; then
   install meinheld meinheld meinheld
 fi
 
-wheel="$(ls -1t dist/oxgate-*abi3*.whl 2>/dev/null | head -n1 || true)"
-if [ -z "$wheel" ]; then echo "no wheel in dist/: run 'make build' first" >&2; exit 1; fi
+# The wheel for this venv's CPython, built now (a no-op for cargo when nothing changed).
+tag="$("$VENV/bin/python" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')"
+read -r -a maturin <<<"${MATURIN:-python3 -m maturin}"
+"${maturin[@]}" build --release -q -i "$VENV/bin/python" -o dist >&2
+wheel="$(ls -1t dist/oxgate-*-"$tag"-"$tag"-*.whl | head -n1)"
 "${pip[@]}" --force-reinstall --no-deps "$wheel"
 echo "$VENV ready ($mode): $("$VENV/bin/python" --version), oxgate from $wheel"
