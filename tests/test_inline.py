@@ -127,3 +127,24 @@ def test_a_write_to_a_broken_pipe_raises_in_the_app_and_the_worker_lives(oxgate)
     conn.close()
     assert thread_of(server) == "main"
     assert "killed by signal" not in server.stderr_text()
+
+
+def test_other_python_threads_run_while_the_worker_waits_between_inline_calls(oxgate):
+    # Inline calls keep the GIL from one to the next while requests keep
+    # coming; an idle worker must give it back, or a thread the app started
+    # (here one counting every 5 ms) stands still until the next request.
+    server = oxgate(APP, "--threads", "1")
+    assert thread_of(server) == "main"
+
+    def ticks() -> int:
+        conn = server.connect()
+        try:
+            conn.send(simple_request("GET", "/ticks"))
+            return int(conn.read_response().body)
+        finally:
+            conn.close()
+
+    ticks()  # starts the counting thread, from an inline call
+    first = ticks()
+    time.sleep(1.0)
+    assert ticks() - first >= 40

@@ -6,6 +6,7 @@
 /big         ?mib=N (at most 64): N MiB from a generator, records close:big
 /write       ?mib=N: N MiB through write(), records close:write
 /pipe        writes to a pipe whose reader is gone: "epipe" if that raised BrokenPipeError
+/ticks       starts (once) a Python thread that counts every 5 ms; the count so far
 Bodies are a repeating 0..255 byte pattern, so a client can check every byte.
 """
 
@@ -22,6 +23,16 @@ from _events import record
 PATTERN = bytes(range(256)) * 256  # 64 KiB
 _counts = {"main": 0, "other": 0}
 _counts_lock = threading.Lock()
+
+
+_ticks = [0]
+_ticker: list[threading.Thread] = []
+
+
+def _tick() -> None:
+    while True:
+        time.sleep(0.005)
+        _ticks[0] += 1
 
 
 def thread_kind() -> bytes:
@@ -43,6 +54,13 @@ class Big:
 def application(environ, start_response):
     path = environ["PATH_INFO"]
     qs = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    if path == "/ticks":
+        if not _ticker:
+            _ticker.append(threading.Thread(target=_tick, daemon=True))
+            _ticker[0].start()
+        body = str(_ticks[0]).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
     if path == "/stats":
         with _counts_lock:
             body = json.dumps(_counts).encode()

@@ -13,6 +13,7 @@ mod environ_cache;
 mod errors;
 mod fail;
 mod file_wrapper;
+mod gil_hold;
 mod hooks;
 mod input;
 mod io_policy;

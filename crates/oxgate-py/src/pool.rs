@@ -22,6 +22,7 @@ use oxgate_supervisor::WorkerContext;
 use pyo3::prelude::*;
 
 use crate::environ::AppContext;
+use crate::gil_hold;
 use crate::hooks::{self, Hooks};
 use crate::io_policy::IoPolicy;
 use crate::queue::Queue;
@@ -98,10 +99,15 @@ impl Lane {
 
 impl Handler for Pool {
     fn call(&self, req: Request) -> Result<(), Box<Request>> {
+        // An app thread will want the GIL for this one.
+        gil_hold::release();
         self.queue.push(req).map_err(Box::new)
     }
 
     fn tend(&self) -> Option<Duration> {
+        // About to sleep (or between turns): the app threads woken here,
+        // and any other Python thread, get the GIL back.
+        gil_hold::release();
         // One thread has nobody to call in.
         let next = self.queue.tend(self.shared.lane.is_none());
         if let Some(policy) = &self.policy {
@@ -124,9 +130,13 @@ impl Handler for Pool {
             || !self.queue.is_empty()
             || !lane.try_take()
         {
+            // The app thread has work, or is about to: it needs the GIL.
+            gil_hold::release();
             return Err(Box::new(req));
         }
         let responder = req.responder.clone();
+        // Kept after the call, for the next inline call of this turn.
+        gil_hold::take();
         Python::attach(|py| run(py, &self.shared, req, 0));
         if responder.waited_for_client() {
             // The call held the I/O thread while its client read: calls go

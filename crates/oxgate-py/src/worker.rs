@@ -330,7 +330,12 @@ fn worker_main(
         notify.ready();
     };
     let stopped = py
-        .detach(move || oxgate_server::run(own, shared, ready))
+        .detach(move || {
+            // Inline calls keep the GIL between them (gil_hold.rs): given
+            // back before `detach` takes it again.
+            let _release = crate::gil_hold::ReleaseOnDrop;
+            oxgate_server::run(own, shared, ready)
+        })
         .map_err(|e| Fail::boot(format!("server failed: {e}")))?;
     if stopped == Stopped::Fast {
         if let Ok(worker) = hooks::worker_obj(py, ctx.age) {
