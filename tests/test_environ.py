@@ -288,6 +288,30 @@ def test_every_per_request_key_is_set_for_each_request(echo):
         assert env["wsgi.input"] == "<Input>"
 
 
+def test_method_and_protocol_follow_each_request_on_a_kept_alive_connection(echo):
+    # From a connection's second request on, its environ starts from a template
+    # that holds that request's method and protocol: later ones must override it.
+    keep = [("Connection", "keep-alive")]
+    sent = [
+        ("GET", "HTTP/1.1"),
+        ("GET", "HTTP/1.1"),
+        ("POST", "HTTP/1.1"),
+        ("GET", "HTTP/1.0"),
+        ("PATCH", "HTTP/1.0"),
+        ("GET", "HTTP/1.1"),
+        ("BREW", "HTTP/1.1"),
+        ("GET", "HTTP/1.1"),
+    ]
+    envs = environs_on_one_connection(
+        echo,
+        [
+            simple_request(m, "/", version=v, headers=keep if v == "HTTP/1.0" else [])
+            for m, v in sent
+        ],
+    )
+    assert [(e["REQUEST_METHOD"], e["SERVER_PROTOCOL"]) for e in envs] == sent
+
+
 def test_changes_an_app_makes_to_its_environ_stay_in_that_request(echo):
     envs = environs_on_one_connection(
         echo, [simple_request(target=t) for t in ("/a", "/b?mutate=1", "/c?mutate=1", "/d", "/e")]

@@ -6,13 +6,13 @@ use std::borrow::Cow;
 
 use oxgate_proto::environ::percent_decode;
 use oxgate_proto::forwarded::Scheme;
-use oxgate_proto::{BodyFraming, RequestHead, TrustList};
+use oxgate_proto::{BodyFraming, RequestHead, TrustList, Version};
 use oxgate_server::{ClientCert, ConnInfo};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::environ_cache::{ConnStrings, HeaderKeys, Key};
+use crate::environ_cache::{ConnStrings, HeaderKeys, Key, Template};
 use crate::errors::WsgiErrors;
 use crate::file_wrapper::FileWrapper;
 use crate::input::WsgiInput;
@@ -117,18 +117,16 @@ pub fn build_environ<'py>(
     input: Py<WsgiInput>,
     kept: &mut ConnStrings,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = connection_base(py, ctx, head, conn, kept)?;
-    let method = match head.method() {
-        "GET" => intern!(py, "GET").clone(),
-        "POST" => intern!(py, "POST").clone(),
-        "HEAD" => intern!(py, "HEAD").clone(),
-        "PUT" => intern!(py, "PUT").clone(),
-        "DELETE" => intern!(py, "DELETE").clone(),
-        "PATCH" => intern!(py, "PATCH").clone(),
-        "OPTIONS" => intern!(py, "OPTIONS").clone(),
-        other => PyString::new(py, other),
-    };
-    env.set_item(intern!(py, "REQUEST_METHOD"), method)?;
+    let (env, preset) = connection_base(py, ctx, head, conn, kept)?;
+    if !preset.method {
+        env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, head.method()))?;
+    }
+    if !preset.version {
+        env.set_item(
+            intern!(py, "SERVER_PROTOCOL"),
+            protocol_str(py, head.version),
+        )?;
+    }
     let path: Cow<'_, [u8]> = if !head.path().contains('%') {
         Cow::Borrowed(head.path().as_bytes())
     } else {
@@ -156,12 +154,6 @@ pub fn build_environ<'py>(
     env.set_item(intern!(py, "PATH_INFO"), path_info)?;
     env.set_item(intern!(py, "QUERY_STRING"), PyString::new(py, head.query()))?;
     env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
-    let protocol = match head.version {
-        oxgate_proto::Version::Http11 => intern!(py, "HTTP/1.1"),
-        oxgate_proto::Version::Http10 => intern!(py, "HTTP/1.0"),
-        oxgate_proto::Version::Http2 => intern!(py, "HTTP/2"),
-    };
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     let forwarding = headers(py, ctx, head, &env, kept)?;
     // Without a forwarding field there is nothing to resolve: most requests,
@@ -175,6 +167,27 @@ pub fn build_environ<'py>(
         env.set_item(key, latin1(py, value))?;
     }
     Ok(env)
+}
+
+fn method_str<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {
+    match method {
+        "GET" => intern!(py, "GET").clone(),
+        "POST" => intern!(py, "POST").clone(),
+        "HEAD" => intern!(py, "HEAD").clone(),
+        "PUT" => intern!(py, "PUT").clone(),
+        "DELETE" => intern!(py, "DELETE").clone(),
+        "PATCH" => intern!(py, "PATCH").clone(),
+        "OPTIONS" => intern!(py, "OPTIONS").clone(),
+        other => PyString::new(py, other),
+    }
+}
+
+fn protocol_str(py: Python<'_>, version: Version) -> &Bound<'_, PyString> {
+    match version {
+        Version::Http11 => intern!(py, "HTTP/1.1"),
+        Version::Http10 => intern!(py, "HTTP/1.0"),
+        Version::Http2 => intern!(py, "HTTP/2"),
+    }
 }
 
 /// What a trusted proxy says about the client (--forwarded-allow-ips)
@@ -229,20 +242,33 @@ fn forwarded<'py>(
     Ok(())
 }
 
+/// Which of REQUEST_METHOD and SERVER_PROTOCOL a fresh environ already
+/// holds with this request's values.
+#[derive(Default)]
+struct Preset {
+    method: bool,
+    version: bool,
+}
+
 /// A fresh dict with the shared entries and this connection's SERVER_* and
 /// REMOTE_* ones: a copy of the connection's template when it fits the
 /// request's host, else made from the shared dict (and kept as the template
-/// from the connection's second request on).
+/// from the connection's second request on, with that request's
+/// REQUEST_METHOD and SERVER_PROTOCOL).
 fn connection_base<'py>(
     py: Python<'py>,
     ctx: &AppContext,
     head: &RequestHead,
     conn: &ConnInfo,
     kept: &mut ConnStrings,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<(Bound<'py, PyDict>, Preset)> {
     let host = head.host().filter(|h| !h.is_empty());
-    if let Some((_, template)) = kept.template.as_ref().filter(|(h, _)| h.as_deref() == host) {
-        return template.bind(py).copy();
+    if let Some(t) = kept.template.as_ref().filter(|t| t.host.as_deref() == host) {
+        let preset = Preset {
+            method: *t.method == *head.method(),
+            version: t.version == head.version,
+        };
+        return Ok((t.dict.bind(py).copy()?, preset));
     }
     let env = ctx.base.bind(py).copy()?;
     if conn.https {
@@ -265,11 +291,25 @@ fn connection_base<'py>(
     }
     if !kept.seen {
         kept.seen = true;
-        return Ok(env);
+        return Ok((env, Preset::default()));
     }
+    env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, head.method()))?;
+    env.set_item(
+        intern!(py, "SERVER_PROTOCOL"),
+        protocol_str(py, head.version),
+    )?;
     // The template is never the request's own dict: the app may change that.
-    kept.template = Some((host.map(str::to_owned), env.clone().unbind()));
-    env.copy()
+    kept.template = Some(Template {
+        host: host.map(str::to_owned),
+        dict: env.clone().unbind(),
+        method: head.method().into(),
+        version: head.version,
+    });
+    let preset = Preset {
+        method: true,
+        version: true,
+    };
+    Ok((env.copy()?, preset))
 }
 
 /// mod_ssl's names for a client certificate, when --cert-reqs asked for

@@ -9,6 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use oxgate_proto::environ::header_key;
 use oxgate_proto::forwarded::is_forwarding_field;
+use oxgate_proto::Version;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -97,6 +98,17 @@ impl HeaderKeys {
     }
 }
 
+/// A connection's environ template (see [`ConnStrings::template`]).
+pub struct Template {
+    /// The request host it was made for.
+    pub host: Option<String>,
+    pub dict: Py<PyDict>,
+    /// The REQUEST_METHOD and SERVER_PROTOCOL it holds (those of the request
+    /// it was made at): a request that repeats them sets neither.
+    pub method: Box<str>,
+    pub version: Version,
+}
+
 /// What one connection's requests reuse, kept in its `ConnInfo::app_state`.
 #[derive(Default)]
 pub struct ConnStrings {
@@ -104,7 +116,7 @@ pub struct ConnStrings {
     /// for the request host it was made for: copied instead of the shared
     /// one, it saves setting them again. Made at a connection's second
     /// request, so a one-request connection does not pay for it.
-    pub template: Option<(Option<String>, Py<PyDict>)>,
+    pub template: Option<Template>,
     /// An earlier request came on this connection.
     pub seen: bool,
     /// The last value of each header: its key, the bytes, and the str.
