@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use oxgate_server::observe::now_us;
 use oxgate_server::{Handler, Request};
 use oxgate_supervisor::WorkerContext;
 use pyo3::prelude::*;
@@ -248,21 +249,23 @@ fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
         );
         return;
     }
+    // One clock read for the queue wait, the scoreboard and the lane's
+    // average, in plain microseconds (an Instant's checked subtraction cost
+    // more than the read).
+    let started = now_us();
     if let Some(ready) = req.ready_at {
-        let waited = oxgate_server::observe::now_us().saturating_sub(ready);
-        w.scoreboard.queue_waited(w.slot, waited);
+        w.scoreboard
+            .queue_waited(w.slot, started.saturating_sub(ready));
     }
-    w.scoreboard
-        .begin(w.slot, index, &[req.head.method(), " ", req.head.path()]);
-    // Timed only where the time decides something (the lane's average).
-    let started = shared.lane.as_ref().map(|_| Instant::now());
+    let what = [req.head.method(), " ", req.head.path()];
+    w.scoreboard.begin_at(w.slot, index, &what, started / 1000);
     if shared.request_hooks {
         with_hooks(py, shared, req);
     } else {
         handle(py, &shared.app, &shared.ctx, req, false);
     }
-    if let (Some(lane), Some(started)) = (&shared.lane, started) {
-        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    if let Some(lane) = &shared.lane {
+        let took = now_us().saturating_sub(started).saturating_mul(1000);
         let avg = lane.recent.load(Ordering::Relaxed);
         // One lane: calls never overlap, so load-then-store loses nothing.
         lane.recent

@@ -108,6 +108,11 @@ impl Scoreboard {
     /// pieces of `what` end to end (["GET", " ", "/path"]: no string to
     /// allocate per request).
     pub fn begin(&self, slot: usize, thread: usize, what: &[&str]) {
+        self.begin_at(slot, thread, what, now_ms());
+    }
+
+    /// [`Scoreboard::begin`] with the time (`now_ms`'s clock) already read.
+    pub fn begin_at(&self, slot: usize, thread: usize, what: &[&str], ms: u64) {
         let Some(t) = self.cell(slot).threads.get(thread) else {
             return;
         };
@@ -118,7 +123,7 @@ impl Scoreboard {
             n += 1;
         }
         t.len.store(n as u32, Ordering::Relaxed);
-        t.since_ms.store(now_ms().max(1), Ordering::Release);
+        t.since_ms.store(ms.max(1), Ordering::Release);
     }
 
     pub fn end(&self, slot: usize, thread: usize) {
