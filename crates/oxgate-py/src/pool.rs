@@ -215,10 +215,18 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
         // Out of requests: the responses this thread finished go out.
         let idle = oxgate_server::flush_responses;
         loop {
-            let (req, taken) = py.detach(|| (queue.take(&mut me, idle), Instant::now()));
-            let Some(req) = req else { break };
-            // Getting the GIL back took long: other app threads keep it busy.
-            me.retire = taken.elapsed() > GIL_CONTENDED;
+            // A request already waiting is taken with the GIL kept: giving
+            // it up and taking it back costs a request's worth of locking.
+            let req = match queue.try_take(&mut me) {
+                Some(req) => req,
+                None => {
+                    let (req, taken) = py.detach(|| (queue.take(&mut me, idle), Instant::now()));
+                    let Some(req) = req else { break };
+                    // Getting the GIL back took long: other app threads keep it busy.
+                    me.retire = taken.elapsed() > GIL_CONTENDED;
+                    req
+                }
+            };
             match &shared.lane {
                 Some(lane) => {
                     lane.wanted.fetch_add(1, Ordering::AcqRel);

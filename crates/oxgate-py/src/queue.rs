@@ -217,6 +217,27 @@ impl<T> Queue<T> {
         }
     }
 
+    /// The next item for `me` if one waits now (and `me` may take it: see
+    /// `take`'s retiring rule), without blocking: the caller may hold the
+    /// GIL, so a thread that keeps up keeps it from one request to the next.
+    pub fn try_take(&self, me: &mut Taker) -> Option<T> {
+        let mut st = self.lock();
+        if me.retire {
+            if st.busy > usize::from(me.counted) {
+                // Others are busy: `take` parks it.
+                return None;
+            }
+            // Alone: it goes on, as `take` would let it.
+            me.retire = false;
+        }
+        let item = st.next(false)?;
+        if !me.counted {
+            st.busy += 1;
+            me.counted = true;
+        }
+        Some(item)
+    }
+
     /// The next item for `me` (made on this thread), parking while there
     /// is none, after calling `idle` once; None once the queue is closed
     /// and empty. Blocks: call it without the GIL.
@@ -473,6 +494,28 @@ mod tests {
         me.retire = true;
         q.push(2).unwrap();
         assert_eq!(q.take(&mut me, || {}), Some(2));
+    }
+
+    #[test]
+    fn try_take_takes_what_waits_but_leaves_a_retiring_thread_to_park() {
+        let q = Queue::new(4, Duration::from_secs(3600), Duration::from_secs(3600));
+        let (mut me, mut other) = (q.taker(), q.taker());
+        assert_eq!(q.try_take(&mut me), None);
+        q.push(1).unwrap();
+        assert_eq!(q.try_take(&mut me), Some(1));
+        // Alone, a thread that waited for the GIL goes on.
+        me.retire = true;
+        q.push(2).unwrap();
+        assert_eq!(q.try_take(&mut me), Some(2));
+        assert!(!me.retire);
+        // With another busy, it is left to `take`, which parks it.
+        q.push(3).unwrap();
+        assert_eq!(q.try_take(&mut other), Some(3));
+        me.retire = true;
+        q.push(4).unwrap();
+        assert_eq!(q.try_take(&mut me), None);
+        assert!(me.retire);
+        assert_eq!(q.lock().busy, 2);
     }
 
     #[test]
