@@ -42,10 +42,11 @@ build-abi3: ## build one abi3 wheel for every CPython >= 3.9 (portable, ~3% slow
 	$(MATURIN) build --release --features abi3 -o $(DIST)
 	@ls -1t $(DIST)/oxgate-*-abi3-*.whl | head -n1
 
-lint: ## cargo fmt --check, cargo clippy -D warnings (both also in fuzz/), ruff check, ruff format --check
+lint: ## cargo fmt --check, cargo clippy -D warnings (both also in fuzz/; clippy also of the abi3 build), ruff check, ruff format --check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p oxgate-py --features abi3 -- -D warnings
 	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 	$(RUFF) check .
 	$(RUFF) format --check .

@@ -436,3 +436,20 @@ def test_wsgi_input_and_start_response_kept_past_their_request_are_inert(oxgate)
         assert b"from an old request" not in resp.body
         conn.send(simple_request("POST", "/plain", body=b"third"))
         assert conn.read_response().json()["body"] == "third"
+
+
+def test_a_kept_write_callable_is_not_handed_to_the_next_request(oxgate):
+    # The app gets start_response as a method of the object start_response
+    # returns as write(); keeping only write() must keep the object out of
+    # the next request too.
+    server = oxgate("keeper_app")
+    with server.connect() as conn:
+        conn.send(simple_request("POST", "/keep-write", body=b"x"))
+        assert conn.read_response().status == 200
+        conn.send(simple_request("POST", "/kept-write", body=b"y"))
+        resp = conn.read_response()
+        assert resp.status == 200, resp
+        out = resp.json()
+        assert out == {"body": "y", "kept_write_is_current": False, "kept_write": "OSError"}
+        conn.send(simple_request("POST", "/plain", body=b"z"))
+        assert conn.read_response().json()["body"] == "z"

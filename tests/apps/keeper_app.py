@@ -1,12 +1,22 @@
 """An app that keeps its request's wsgi.input and start_response past the request
 (`/keep`) and uses them during a later one (`/kept`), to show that a connection's
-next request gets its own objects and that kept ones are inert."""
+next request gets its own objects and that kept ones are inert. `/keep-write`
+keeps only the `write` callable start_response returned, `/kept-write` uses it."""
 
 from __future__ import annotations
 
 import json
 
 KEPT: dict = {}
+
+
+def write_with(kept) -> str:
+    """Write through a callable kept from an earlier request: "sent", or what it raised."""
+    try:
+        kept(b"from an old request")
+    except Exception as e:  # noqa: BLE001 - the type is what the test checks
+        return type(e).__name__
+    return "sent"
 
 
 def application(environ, start_response):
@@ -21,13 +31,16 @@ def application(environ, start_response):
         out["kept_is_current"] = KEPT["input"] is environ["wsgi.input"]
         out["kept_body"] = KEPT["input"].read().decode("latin-1")
         out["kept_start_is_current"] = KEPT["start"] is start_response
-        try:
-            KEPT["start"](b"from an old request")
-            out["kept_write"] = "sent"
-        except Exception as e:  # noqa: BLE001 - the type is what the test checks
-            out["kept_write"] = type(e).__name__
+        out["kept_write"] = write_with(KEPT["start"])
+    if path == "/kept-write":
+        write = start_response("200 OK", [("Content-Type", "application/json")])
+        out["kept_write_is_current"] = KEPT["write"] is write
+        out["kept_write"] = write_with(KEPT["write"])
+        return [json.dumps(out).encode()]
     data = json.dumps(out).encode()
-    start_response(
+    write = start_response(
         "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
     )
+    if path == "/keep-write":
+        KEPT["write"] = write
     return [data]

@@ -29,7 +29,27 @@ fn sole<T>(_attached: Python<'_>, obj: &Py<T>) -> bool {
 pub struct ConnCache {
     pub strings: ConnStrings,
     input: Option<Py<WsgiInput>>,
-    start: Option<Py<StartResponse>>,
+    start: Option<Start>,
+}
+
+/// A `StartResponse` and its method the app is given.
+struct Start {
+    object: Py<StartResponse>,
+    /// Bound to `object`, so it holds one of its references.
+    method: Py<PyAny>,
+}
+
+impl Start {
+    /// Nobody but this cache holds the method, the object (the `write` an
+    /// app may keep) or their core.
+    fn free(&self, py: Python<'_>) -> bool {
+        // SAFETY: as in `sole`: we hold a reference to the object and the
+        // thread is attached.
+        let object_refs = unsafe { pyo3::ffi::Py_REFCNT(self.object.as_ptr()) };
+        sole(py, &self.method)
+            && object_refs == 2
+            && Arc::strong_count(&self.object.get().core) == 1
+    }
 }
 
 impl ConnCache {
@@ -52,17 +72,19 @@ impl ConnCache {
         py: Python<'_>,
         responder: Responder,
         keep_status: bool,
-    ) -> PyResult<(Py<StartResponse>, SharedCore)> {
-        let free = |s: &&Py<StartResponse>| sole(py, s) && Arc::strong_count(&s.get().core) == 1;
-        if let Some(start) = self.start.as_ref().filter(free) {
-            let core = start.get().core.clone();
+    ) -> PyResult<(Py<PyAny>, SharedCore)> {
+        if let Some(start) = self.start.as_ref().filter(|s| s.free(py)) {
+            let core = start.object.get().core.clone();
             lock(&core).reset(responder, keep_status);
-            return Ok((start.clone_ref(py), core));
+            return Ok((start.method.clone_ref(py), core));
         }
         let core = Core::new(responder, keep_status);
-        let start = Py::new(py, StartResponse { core: core.clone() })?;
-        self.start = Some(start.clone_ref(py));
-        Ok((start, core))
+        let object = Py::new(py, StartResponse { core: core.clone() })?;
+        let method = StartResponse::bound(py, &object)?;
+        let start = Start { object, method };
+        let handed = start.method.clone_ref(py);
+        self.start = Some(start);
+        Ok((handed, core))
     }
 
     /// The request is over: drop its body and its response sender, so an

@@ -15,6 +15,17 @@ use std::cell::Cell;
 
 use pyo3::ffi;
 
+#[cfg(not(feature = "abi3"))]
+use ffi::PyGILState_Check;
+
+// Not in the limited API, so pyo3 leaves it out of an abi3 build; libpython
+// has exported it since 3.4, so an abi3 wheel finds it on every version it
+// loads into (>= 3.9).
+#[cfg(feature = "abi3")]
+extern "C" {
+    fn PyGILState_Check() -> std::ffi::c_int;
+}
+
 thread_local! {
     /// This thread took the GIL here and still holds it.
     static HELD: Cell<bool> = const { Cell::new(false) };
@@ -32,7 +43,7 @@ pub fn take() {
     // thread state is this thread's own (the one `detach` saved), and this
     // thread does not hold the GIL (checked just before).
     unsafe {
-        if ffi::PyGILState_Check() != 0 {
+        if PyGILState_Check() != 0 {
             return;
         }
         let ts = ffi::PyGILState_GetThisThreadState();

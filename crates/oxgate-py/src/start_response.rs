@@ -212,6 +212,40 @@ impl StartResponse {
         headers: Option<&Bound<'py, PyAny>>,
         exc_info: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, Self>>> {
+        Self::start(slf, status, headers, exc_info)
+    }
+
+    /// The same as calling the object. Apps get this method bound to it
+    /// (`StartResponse::bound`): a builtin method is called through
+    /// vectorcall, with no argument tuple to make and parse as `__call__`
+    /// (tp_call) needs.
+    #[pyo3(signature = (status, headers=None, exc_info=None))]
+    #[allow(clippy::self_named_constructors)] // a method, named as PEP 3333 names it
+    fn start_response<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: Option<&Bound<'py, PyAny>>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, Self>>> {
+        Self::start(slf, status, headers, exc_info)
+    }
+}
+
+impl StartResponse {
+    /// `start.start_response`, the callable passed to the app.
+    pub fn bound(py: Python<'_>, start: &Py<StartResponse>) -> PyResult<Py<PyAny>> {
+        Ok(start
+            .bind(py)
+            .getattr(pyo3::intern!(py, "start_response"))?
+            .unbind())
+    }
+
+    fn start<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: Option<&Bound<'py, PyAny>>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, Self>>> {
         let core = &slf.get().core;
         let Some(headers) = headers else {
             // One argument: write(body_data) once a head was given, else a
@@ -279,55 +313,66 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     let status_line = crate::pystr::utf8(status)?;
     let code = validate_status(&status_line).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let mut head = ResponseHead::new(code, &status_line);
-    if !(headers.is_instance_of::<pyo3::types::PyList>() || headers.is_instance_of::<PyTuple>()) {
+    // By index, not through a Python iterator: one object fewer to make.
+    if let Ok(list) = headers.cast::<pyo3::types::PyList>() {
+        for item in list.iter() {
+            add_header(&mut head, &item)?;
+        }
+    } else if let Ok(tuple) = headers.cast::<PyTuple>() {
+        for item in tuple.iter_borrowed() {
+            add_header(&mut head, &item)?;
+        }
+    } else {
         return Err(PyTypeError::new_err(format!(
             "response headers must be a list of (name, value) tuples, not {}",
             type_name(headers)
         )));
     }
-    for item in headers.try_iter()? {
-        let item = item?;
-        let pair = item
-            .cast::<PyTuple>()
-            .ok()
-            .filter(|t| t.len() == 2)
-            .ok_or_else(|| {
-                PyTypeError::new_err(format!(
-                    "each response header must be a (name, value) tuple, got {}",
-                    item.repr().map(|r| r.to_string()).unwrap_or_default()
-                ))
-            })?;
-        let (name, value) = (pair.get_item(0)?, pair.get_item(1)?);
-        let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
-            return Err(PyTypeError::new_err(format!(
-                "header names and values must be str, got ({}, {})",
-                type_name(&name),
-                type_name(&value)
-            )));
-        };
-        let (name, value) = (crate::pystr::utf8(name)?, crate::pystr::utf8(value)?);
-        let (name, value) = (name.as_ref(), value.as_ref());
-        validate_header(name, value).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_content_length(value).ok_or_else(|| {
-                PyValueError::new_err(format!("invalid Content-Length header {value:?}"))
-            })?;
-            head.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("connection") {
-            // The server owns connection management; honour only "close".
-            if value
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("close"))
-            {
-                head.close = true;
-            }
-        } else if is_hop_by_hop(name) {
-            // PEP 3333: hop-by-hop headers are the server's business; the
-            // framing is ours, so drop rather than send two framings.
-            log::debug!("dropping hop-by-hop response header {name}");
-        } else {
-            head.push_header(name, value);
-        }
-    }
     Ok(head)
+}
+
+/// One (name, value) pair of the app's headers, checked, onto `head`.
+fn add_header(head: &mut ResponseHead, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    let pair = item
+        .cast::<PyTuple>()
+        .ok()
+        .filter(|t| t.len() == 2)
+        .ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "each response header must be a (name, value) tuple, got {}",
+                item.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })?;
+    let (name, value) = (pair.get_borrowed_item(0)?, pair.get_borrowed_item(1)?);
+    let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+        return Err(PyTypeError::new_err(format!(
+            "header names and values must be str, got ({}, {})",
+            type_name(&name),
+            type_name(&value)
+        )));
+    };
+    let (name, value) = (crate::pystr::utf8(&name)?, crate::pystr::utf8(&value)?);
+    let (name, value) = (name.as_ref(), value.as_ref());
+    validate_header(name, value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    if name.eq_ignore_ascii_case("content-length") {
+        let n = parse_content_length(value).ok_or_else(|| {
+            PyValueError::new_err(format!("invalid Content-Length header {value:?}"))
+        })?;
+        head.content_length = Some(n);
+    } else if name.eq_ignore_ascii_case("connection") {
+        // The server owns connection management; honour only "close".
+        if value
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("close"))
+        {
+            head.close = true;
+        }
+    } else if is_hop_by_hop(name) {
+        // PEP 3333: hop-by-hop headers are the server's business; the
+        // framing is ours, so drop rather than send two framings.
+        log::debug!("dropping hop-by-hop response header {name}");
+    } else {
+        head.push_header(name, value);
+    }
+    Ok(())
 }
