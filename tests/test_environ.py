@@ -240,6 +240,48 @@ def test_header_values_follow_each_request_on_a_kept_alive_connection(echo):
     assert "HTTP_X_NEW" not in third and "HTTP_X_GONE" not in third
 
 
+def test_header_entries_follow_each_request_when_field_sections_repeat(echo):
+    # A connection keeps the header entries of a field section its requests
+    # repeat, made at the second repeat: every repeat must get exactly them,
+    # whatever the app did to its own environ, and a change must not.
+    a = [("Cookie", "a=1"), ("X-Gone", "soon")]
+    b = [("Cookie", "a=2")]
+    fwd = [("X-Forwarded-For", "203.0.113.7")]
+    sent = [
+        ("GET", "/", a, b""),
+        ("GET", "/", a, b""),
+        ("GET", "/", a, b""),
+        ("GET", "/?mutate=1", a, b""),
+        ("GET", "/x", a, b""),
+        ("GET", "/", b, b""),
+        ("GET", "/", b, b""),
+        ("GET", "/", b, b""),
+        ("GET", "/", a, b""),
+        ("POST", "/", b, b"one"),
+        ("POST", "/", b, b"two"),
+        ("POST", "/", b, b"six"),
+        ("GET", "/", b, b""),
+        ("GET", "/", fwd, b""),
+        ("GET", "/", fwd, b""),
+        ("GET", "/?mutate=1", fwd, b""),
+        ("GET", "/", fwd, b""),
+    ]
+    envs = environs_on_one_connection(
+        echo, [simple_request(m, t, headers=h, body=body) for m, t, h, body in sent]
+    )
+    for i, ((method, _, headers, body), env) in enumerate(zip(sent, envs)):
+        got = {k: v for k, v in env.items() if k.startswith(("HTTP_", "CONTENT_"))}
+        want = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers}
+        want["HTTP_HOST"] = "test"
+        if body:
+            want["CONTENT_LENGTH"] = str(len(body))
+        assert got == want, f"request {i}"
+        assert (env["REQUEST_METHOD"], env["_body"]) == (method, body.decode()), f"request {i}"
+        assert "oxgate.test.leak" not in env
+        forwarded = headers is fwd
+        assert env["REMOTE_ADDR"] == ("203.0.113.7" if forwarded else "127.0.0.1"), f"request {i}"
+
+
 def test_server_name_follows_the_host_of_each_request_on_a_kept_alive_connection(echo):
     envs = environs_on_one_connection(
         echo,

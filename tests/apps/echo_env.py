@@ -50,6 +50,7 @@ def application(environ, start_response):
         environ["oxgate.test.leak"] = "yes"
         environ["SERVER_NAME"] = "mutated.example"
         environ["REMOTE_ADDR"] = "6.6.6.6"
+        environ["HTTP_COOKIE"] = "mutated=1"
     data = json.dumps(out, sort_keys=True).encode()
     start_response(
         "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]

@@ -204,6 +204,16 @@ impl RequestHead {
         })
     }
 
+    /// The field lines as they came, from the first field's name to the
+    /// blank line that ends the head: two requests whose sections are equal
+    /// bytes have the same header fields in the same order.
+    pub fn header_section(&self) -> &[u8] {
+        match self.fields.first() {
+            Some((name, _)) => self.raw.get(name.start..).unwrap_or_default(),
+            None => &[],
+        }
+    }
+
     /// First header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers()
@@ -500,6 +510,21 @@ mod tests {
             }
             _ => None,
         }
+    }
+
+    #[test]
+    fn header_section_is_the_field_lines_whatever_the_request_line() {
+        let parsed = |raw: &[u8]| match parse_head(raw, &Limits::default()) {
+            Ok(Parsed::Complete(head, _)) => head,
+            other => panic!("{raw:?}: {other:?}"),
+        };
+        let a = parsed(b"\r\nGET /a?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\nbody");
+        let b = parsed(b"POST /other HTTP/1.0\r\nHost: h\r\nX-A: 1\r\n\r\n");
+        assert_eq!(a.header_section(), b"Host: h\r\nX-A: 1\r\n\r\n");
+        assert_eq!(a.header_section(), b.header_section());
+        let c = parsed(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 2\r\n\r\n");
+        assert_ne!(a.header_section(), c.header_section());
+        assert_eq!(parsed(b"GET / HTTP/1.0\r\n\r\n").header_section(), b"");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::environ_cache::{ConnStrings, HeaderKeys, Key, Template};
+use crate::environ_cache::{ConnStrings, HeaderKeys, HeaderPreset, Key, Template, MAX_SECTION};
 use crate::errors::WsgiErrors;
 use crate::file_wrapper::FileWrapper;
 use crate::input::WsgiInput;
@@ -155,7 +155,10 @@ pub fn build_environ<'py>(
     env.set_item(intern!(py, "QUERY_STRING"), PyString::new(py, head.query()))?;
     env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
-    let forwarding = headers(py, ctx, head, &env, kept)?;
+    let forwarding = match preset.headers {
+        Some(forwarding) => forwarding,
+        None => headers(py, ctx, head, &env, kept)?,
+    };
     // Without a forwarding field there is nothing to resolve: most requests,
     // even from a trusted peer (127.0.0.1 is trusted by default), skip it.
     if let Some(trust) = conn.forwarded.as_ref().filter(|_| forwarding) {
@@ -248,6 +251,8 @@ fn forwarded<'py>(
 struct Preset {
     method: bool,
     version: bool,
+    /// The HTTP_* entries are in too; whether a forwarding field is among them.
+    headers: Option<bool>,
 }
 
 /// A fresh dict with the shared entries and this connection's SERVER_* and
@@ -263,12 +268,15 @@ fn connection_base<'py>(
     kept: &mut ConnStrings,
 ) -> PyResult<(Bound<'py, PyDict>, Preset)> {
     let host = head.host().filter(|h| !h.is_empty());
-    if let Some(t) = kept.template.as_ref().filter(|t| t.host.as_deref() == host) {
+    if let Some(mut t) = kept.template.take_if(|t| t.host.as_deref() == host) {
+        let made = from_template(py, ctx, head, &mut t, kept);
         let preset = Preset {
             method: *t.method == *head.method(),
             version: t.version == head.version,
+            headers: made.as_ref().ok().and_then(|(_, headers)| *headers),
         };
-        return Ok((t.dict.bind(py).copy()?, preset));
+        kept.template = Some(t);
+        return Ok((made?.0, preset));
     }
     let env = ctx.base.bind(py).copy()?;
     if conn.https {
@@ -304,12 +312,55 @@ fn connection_base<'py>(
         dict: env.clone().unbind(),
         method: head.method().into(),
         version: head.version,
+        headers: None,
     });
     let preset = Preset {
         method: true,
         version: true,
+        headers: None,
     };
     Ok((env.copy()?, preset))
+}
+
+/// A copy of template `t` for a request, with the request's header entries
+/// in (and whether a forwarding field is among them) when the request before
+/// sent the same field section.
+fn from_template<'py>(
+    py: Python<'py>,
+    ctx: &AppContext,
+    head: &RequestHead,
+    t: &mut Template,
+    kept: &mut ConnStrings,
+) -> PyResult<(Bound<'py, PyDict>, Option<bool>)> {
+    let section = head.header_section();
+    let length_framed = matches!(head.framing, BodyFraming::Length(_));
+    let repeated = t.headers.as_ref().filter(|h| {
+        h.section.as_slice() == section && h.length_framed == length_framed
+    });
+    let Some(preset) = repeated else {
+        t.headers = (section.len() <= MAX_SECTION).then(|| {
+            let mut preset = t.headers.take().unwrap_or_default();
+            preset.section.clear();
+            preset.section.extend_from_slice(section);
+            preset.length_framed = length_framed;
+            preset.dict = None;
+            preset
+        });
+        return Ok((t.dict.bind(py).copy()?, None));
+    };
+    if let Some(dict) = &preset.dict {
+        return Ok((dict.bind(py).copy()?, Some(preset.forwarding)));
+    }
+    // The second request with this section: make its entries once.
+    let dict = t.dict.bind(py).copy()?;
+    let forwarding = headers(py, ctx, head, &dict, kept)?;
+    t.headers = Some(HeaderPreset {
+        section: section.to_vec(),
+        length_framed,
+        dict: Some(dict.clone().unbind()),
+        forwarding,
+    });
+    Ok((dict.copy()?, Some(forwarding)))
 }
 
 /// mod_ssl's names for a client certificate, when --cert-reqs asked for

@@ -107,7 +107,30 @@ pub struct Template {
     /// it was made at): a request that repeats them sets neither.
     pub method: Box<str>,
     pub version: Version,
+    /// The header entries of requests that repeat one field section.
+    pub headers: Option<HeaderPreset>,
 }
+
+/// Most clients send the same field lines on each request of a connection
+/// (an API client, a proxy's health check, a load generator): the template
+/// with those requests' header entries in spares a request making them.
+#[derive(Default)]
+pub struct HeaderPreset {
+    /// `RequestHead::header_section` of the last request (at most
+    /// MAX_SECTION bytes).
+    pub section: Vec<u8>,
+    /// Its body was framed by its Content-Length: the one thing besides the
+    /// fields that decides its entries (CONTENT_LENGTH is left out otherwise).
+    pub length_framed: bool,
+    /// The template plus the entries of that section, made when a second
+    /// request brought it.
+    pub dict: Option<Py<PyDict>>,
+    /// The section holds a forwarding field.
+    pub forwarding: bool,
+}
+
+/// The longest field section a connection keeps entries for.
+pub const MAX_SECTION: usize = 8192;
 
 /// What one connection's requests reuse, kept in its `ConnInfo::app_state`.
 #[derive(Default)]
