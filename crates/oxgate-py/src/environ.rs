@@ -334,9 +334,10 @@ fn from_template<'py>(
 ) -> PyResult<(Bound<'py, PyDict>, Option<bool>)> {
     let section = head.header_section();
     let length_framed = matches!(head.framing, BodyFraming::Length(_));
-    let repeated = t.headers.as_ref().filter(|h| {
-        h.section.as_slice() == section && h.length_framed == length_framed
-    });
+    let repeated = t
+        .headers
+        .as_ref()
+        .filter(|h| h.section.as_slice() == section && h.length_framed == length_framed);
     let Some(preset) = repeated else {
         t.headers = (section.len() <= MAX_SECTION).then(|| {
             let mut preset = t.headers.take().unwrap_or_default();
