@@ -277,6 +277,24 @@ def test_past_response_buffer_the_app_thread_waits_for_the_reader(oxgate, events
     wait_event(events_file, "close:stream")
 
 
+def test_an_app_thread_waiting_for_a_reader_lets_the_other_threads_run(oxgate):
+    """A send that fits the buffer keeps the GIL; one that must wait for the client
+    gives it up, or the other app threads could not run Python meanwhile."""
+    server = oxgate(APP, "--threads", "2", "--response-buffer", "65536")
+    stalled = server.connect()
+    try:
+        stalled.send(simple_request("GET", "/stream?chunks=512&size=65536"))  # 32 MiB
+        stalled.read_head()
+        time.sleep(0.5)  # the buffer and the sockets fill; its thread waits
+        with server.connect() as other:
+            other.send(simple_request("GET", "/"))
+            ready, _, _ = select.select([other.sock], [], [], 10)
+            assert ready, "the other app thread did not run while one waited for its client"
+            assert other.read_response().body == b"ok"
+    finally:
+        stalled.close()
+
+
 def test_worker_connections_caps_a_worker_and_frees_idle_slots(oxgate):
     server = oxgate(APP, "--worker-connections", "2", "--keep-alive", "30")
     # Two connections in the middle of a head fill the worker.

@@ -124,18 +124,19 @@ pub fn send_body(py: Python<'_>, core: &SharedCore, data: Bytes) -> Result<(), S
     })
 }
 
-/// Run a send without the GIL, since it may wait for the I/O thread; an
-/// inline responder is on the I/O thread and never waits for another, so
-/// it keeps the GIL rather than pay to hand it back and forth.
-/// (unless `n` more bytes would make it wait for the client: other Python
-/// threads must not wait with it).
+/// Run a send without the GIL when it may wait: for the I/O thread to take
+/// what the buffer holds, or for a slow client (an inline responder's,
+/// which other Python threads must not wait on with it). A send that waits
+/// for nobody keeps the GIL rather than pay to hand it back and forth: an
+/// inline responder's most of the time, a queued one's while the
+/// connection's buffer has room.
 fn off_gil<T: Send>(
     py: Python<'_>,
     responder: &Responder,
     n: usize,
     send: impl Send + FnOnce() -> T,
 ) -> T {
-    if responder.is_inline() && !responder.would_wait(n) {
+    if responder.sends_at_once(n) {
         send()
     } else {
         py.detach(send)

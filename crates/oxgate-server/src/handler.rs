@@ -414,12 +414,6 @@ impl Responder {
         }
     }
 
-    /// Sending blocks only on a slow client, never on another thread: the
-    /// caller need not release the GIL around it.
-    pub fn is_inline(&self) -> bool {
-        matches!(self.to, To::Inline(_))
-    }
-
     /// Whether sending about `n` more bytes on an inline responder may
     /// write to the client from this thread and wait for it.
     pub fn would_wait(&self, n: usize) -> bool {
@@ -430,6 +424,18 @@ impl Responder {
                 response_queue::must_wait(queued, n, sink.limit)
             }
             _ => false,
+        }
+    }
+
+    /// Whether sending about `n` more bytes now waits for nobody: an inline
+    /// responder's would not write to a slow client, a queued one's fit
+    /// the connection's buffer. The caller may keep the GIL around such a
+    /// send.
+    pub fn sends_at_once(&self, n: usize) -> bool {
+        match &self.to {
+            To::Queue { tx, .. } => tx.has_room(n),
+            To::Inline(_) => !self.would_wait(n),
+            To::Unset => true,
         }
     }
 

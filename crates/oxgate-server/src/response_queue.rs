@@ -154,6 +154,13 @@ impl QueueTx {
         Ok(())
     }
 
+    /// Whether messages of `n` bytes in all, however split, fit the buffer
+    /// now without waiting (only the I/O side frees room meanwhile).
+    pub(crate) fn has_room(&self, n: usize) -> bool {
+        let st = self.0.lock();
+        st.queued.saturating_add(n) <= self.0.limit
+    }
+
     /// I/O side: put a message (already reserved for) on the queue.
     pub(crate) fn deliver(&self, msg: ResponseMsg) {
         let mut st = self.0.lock();
