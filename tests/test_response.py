@@ -127,6 +127,19 @@ def test_single_item_sequence_with_close_gets_content_length(resp_server, events
     wait_event(events_file, "close:/single")
 
 
+def test_sized_and_unsized_iterables_in_turn_each_get_their_framing(resp_server):
+    # Whether a response type has a len() is remembered for the last type seen:
+    # types taking turns must each be asked again.
+    for path in ("/generator", "/single", "/generator", "/single", "/single", "/generator"):
+        resp = get(resp_server, path)
+        assert resp.status == 200, (path, resp)
+        if path == "/single":
+            assert resp.header("Content-Length") == str(len(resp.body)), path
+            assert not resp.chunked
+        else:
+            assert resp.chunked and not resp.has_header("Content-Length"), path
+
+
 def test_generator_response_is_chunked_on_http11(resp_server):
     resp = get(resp_server, "/generator")
     assert resp.chunked

@@ -4,13 +4,14 @@
 
 use std::fs::File;
 use std::os::fd::BorrowedFd;
+use std::sync::{Mutex, PoisonError};
 
 use bytes::BytesMut;
 use oxgate_server::{Request, ResponseMsg, WholeBody};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
 
 use crate::conn_cache::ConnCache;
 use crate::environ::{build_environ, AppContext};
@@ -179,7 +180,7 @@ fn drive_inner(
         return Ok(send_whole(py, core, WholeBody::Shared(whole.freeze())));
     }
     // PEP 3333: any iterable with a len() of 1 has a known length too.
-    if result.get_type().hasattr("__len__")? && result.len().is_ok_and(|n| n == 1) {
+    if has_len(&result.get_type())? && result.len().is_ok_and(|n| n == 1) {
         if let Some(item) = result.try_iter()?.next() {
             return Ok(send_whole(py, core, whole_body(body_bytes(&item?)?)));
         }
@@ -197,6 +198,27 @@ fn drive_inner(
         }
     }
     Ok(send_msg(py, core, ResponseMsg::End))
+}
+
+/// Whether instances of `ty` have a `__len__`. Asking a type that has none
+/// builds an AttributeError, about 4,000 instructions (a generator, Django's
+/// HttpResponse): the answer for the last type asked is kept, since an app
+/// answers with one type nearly always. A class given `__len__` after its
+/// first response would go on without a Content-Length from it.
+fn has_len(ty: &Bound<'_, PyType>) -> PyResult<bool> {
+    static LAST: Mutex<Option<(Py<PyType>, bool)>> = Mutex::new(None);
+    let lock = || LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((known, has)) = lock().as_ref() {
+        if known.is(ty) {
+            return Ok(*has);
+        }
+    }
+    // Not under the lock: a metaclass's Python code may let another thread
+    // run, which could ask too.
+    let has = ty.hasattr(intern!(ty.py(), "__len__"))?;
+    let previous = lock().replace((ty.clone().unbind(), has));
+    drop(previous);
+    Ok(has)
 }
 
 /// One bytes object as a whole body: a small one is borrowed (an inline
