@@ -17,12 +17,17 @@ use crate::environ_cache::ConnStrings;
 use crate::input::WsgiInput;
 use crate::start_response::{lock, Core, SharedCore, StartResponse};
 
-/// Whether the reference this cache holds is `obj`'s only one.
-fn sole<T>(_attached: Python<'_>, obj: &Py<T>) -> bool {
+/// How many references `obj` has, the one this cache holds included.
+fn refs<T>(_attached: Python<'_>, obj: &Py<T>) -> isize {
     // SAFETY: `obj` is alive (we own a reference to it) and the thread is
     // attached to the interpreter (`_attached`), so nothing changes its
     // count while we read it.
-    unsafe { pyo3::ffi::Py_REFCNT(obj.as_ptr()) == 1 }
+    unsafe { pyo3::ffi::Py_REFCNT(obj.as_ptr()) }
+}
+
+/// Whether the reference this cache holds is `obj`'s only one.
+fn sole<T>(py: Python<'_>, obj: &Py<T>) -> bool {
+    refs(py, obj) == 1
 }
 
 #[derive(Default)]
@@ -43,11 +48,8 @@ impl Start {
     /// Nobody but this cache holds the method, the object (the `write` an
     /// app may keep) or their core.
     fn free(&self, py: Python<'_>) -> bool {
-        // SAFETY: as in `sole`: we hold a reference to the object and the
-        // thread is attached.
-        let object_refs = unsafe { pyo3::ffi::Py_REFCNT(self.object.as_ptr()) };
         sole(py, &self.method)
-            && object_refs == 2
+            && refs(py, &self.object) == 2
             && Arc::strong_count(&self.object.get().core) == 1
     }
 }

@@ -12,7 +12,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::environ_cache::{ConnStrings, HeaderKeys, HeaderPreset, Key, Template, MAX_SECTION};
+use crate::environ_cache::{ConnStrings, HeaderKeys, Key, Template, MAX_SECTION};
 use crate::errors::WsgiErrors;
 use crate::file_wrapper::FileWrapper;
 use crate::input::WsgiInput;
@@ -336,7 +336,7 @@ fn from_template<'py>(
     let length_framed = matches!(head.framing, BodyFraming::Length(_));
     let repeated = t
         .headers
-        .as_ref()
+        .as_mut()
         .filter(|h| h.section.as_slice() == section && h.length_framed == length_framed);
     let Some(preset) = repeated else {
         t.headers = (section.len() <= MAX_SECTION).then(|| {
@@ -354,14 +354,9 @@ fn from_template<'py>(
     }
     // The second request with this section: make its entries once.
     let dict = t.dict.bind(py).copy()?;
-    let forwarding = headers(py, ctx, head, &dict, kept)?;
-    t.headers = Some(HeaderPreset {
-        section: section.to_vec(),
-        length_framed,
-        dict: Some(dict.clone().unbind()),
-        forwarding,
-    });
-    Ok((dict.copy()?, Some(forwarding)))
+    preset.forwarding = headers(py, ctx, head, &dict, kept)?;
+    preset.dict = Some(dict.clone().unbind());
+    Ok((dict.copy()?, Some(preset.forwarding)))
 }
 
 /// mod_ssl's names for a client certificate, when --cert-reqs asked for

@@ -414,19 +414,6 @@ impl Responder {
         }
     }
 
-    /// Whether sending about `n` more bytes on an inline responder may
-    /// write to the client from this thread and wait for it.
-    pub fn would_wait(&self, n: usize) -> bool {
-        match &self.to {
-            To::Inline(sink) => {
-                let sink = lock_sink(sink);
-                let queued = sink.enc.as_ref().map_or(0, |enc| enc.queued());
-                response_queue::must_wait(queued, n, sink.limit)
-            }
-            _ => false,
-        }
-    }
-
     /// Whether sending about `n` more bytes now waits for nobody: an inline
     /// responder's would not write to a slow client, a queued one's fit
     /// the connection's buffer. The caller may keep the GIL around such a
@@ -434,7 +421,11 @@ impl Responder {
     pub fn sends_at_once(&self, n: usize) -> bool {
         match &self.to {
             To::Queue { tx, .. } => tx.has_room(n),
-            To::Inline(_) => !self.would_wait(n),
+            To::Inline(sink) => {
+                let sink = lock_sink(sink);
+                let queued = sink.enc.as_ref().map_or(0, |enc| enc.queued());
+                !response_queue::must_wait(queued, n, sink.limit)
+            }
             To::Unset => true,
         }
     }
