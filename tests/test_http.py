@@ -10,15 +10,19 @@ from datetime import datetime, timezone
 import pytest
 from support import app_calls, simple_request
 
+# With one thread a fast app runs on the I/O thread; with more, an app
+# thread writes each response itself: both ways must keep HTTP/1.1's rules.
+THREADS = pytest.mark.parametrize("threads", ["1", "4"], ids=["inline", "app-thread"])
 
-@pytest.fixture
-def counter(oxgate):
-    return oxgate("counter")
+
+@pytest.fixture(params=["1", "4"], ids=["inline", "app-thread"])
+def counter(oxgate, request):
+    return oxgate("counter", "--threads", request.param)
 
 
-@pytest.fixture
-def echo(oxgate):
-    return oxgate("echo_env")
+@pytest.fixture(params=["1", "4"], ids=["inline", "app-thread"])
+def echo(oxgate, request):
+    return oxgate("echo_env", "--threads", request.param)
 
 
 # --- connection management --------------------------------------------------------------
@@ -88,8 +92,9 @@ def test_http11_connection_close_request_closes_after_response(echo):
         assert conn.wait_closed(5) == b""
 
 
-def test_idle_keep_alive_connection_is_closed_after_keep_alive_seconds(oxgate):
-    server = oxgate("echo_env", "--keep-alive", "1")
+@THREADS
+def test_idle_keep_alive_connection_is_closed_after_keep_alive_seconds(oxgate, threads):
+    server = oxgate("echo_env", "--keep-alive", "1", "--threads", threads)
     with server.connect() as conn:
         assert conn.request(simple_request()).status == 200
         started = time.monotonic()

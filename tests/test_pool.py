@@ -5,6 +5,7 @@ every thread at once; responses handed over in batches arrive whole."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 import httpx
 from processes import wait_ready
-from support import wait_event
+from support import simple_request, wait_event
 
 APP = "pool_app"
 
@@ -130,3 +131,28 @@ def test_the_io_thread_yields_to_busy_app_threads_only_while_requests_pile_up(ox
     assert one_at_a_time, "the I/O thread stayed SCHED_BATCH without load"
     single = oxgate(APP, "--threads", "1")
     assert os.sched_getscheduler(wait_ready(single, 1)[0]) == os.SCHED_OTHER
+
+
+def test_an_app_threads_answer_is_logged_while_its_connection_stays_open(oxgate):
+    """An app thread writes its response on the socket itself, and the I/O thread
+    learns of the end only when it has something to do: a log line is such a thing,
+    not left for the client's next request or the end of its keep-alive."""
+    server = oxgate(APP, "--threads", "4", "--keep-alive", "60", "--access-logfile", "-")
+    with server.connect() as conn:
+        assert conn.request(simple_request(target="/logged-open")).status == 200
+        server.wait_for_stdout(r'"GET /logged-open HTTP/1\.1" 200', timeout=5)
+        # The connection still serves.
+        assert conn.request(simple_request(target="/again")).status == 200
+
+
+def test_a_stop_closes_a_kept_alive_connection_an_app_thread_answered(oxgate):
+    """Its task was not woken at the response's end: the stop must reach it anyway,
+    rather than the worker waiting out --graceful-timeout."""
+    server = oxgate(APP, "--threads", "4", "--keep-alive", "60", "--graceful-timeout", "30")
+    with server.connect() as conn:
+        assert conn.request(simple_request(target="/before-stop")).status == 200
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert conn.wait_closed(10) == b""
+        assert server.wait_exit(10) == 0
+        assert time.monotonic() - started < 10

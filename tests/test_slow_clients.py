@@ -295,6 +295,47 @@ def test_an_app_thread_waiting_for_a_reader_lets_the_other_threads_run(oxgate):
         stalled.close()
 
 
+def test_a_whole_answer_larger_than_the_socket_takes_reaches_a_late_reader(oxgate):
+    """An app thread writes what the socket takes at the end of its response; the
+    I/O thread must be told to write the rest once the client reads, and the
+    connection then serves its next request (a long keep-alive: the idle check
+    after one would find the rest too, much later)."""
+    server = oxgate(APP, "--threads", "4", "--keep-alive", "60")
+    size = 32 << 20
+    sock = socket.socket()
+    # A small window, so the sockets cannot hold the whole answer.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.port))
+    with sock:
+        sock.sendall(simple_request("GET", f"/big?size={size}"))
+        time.sleep(0.5)  # the sockets fill; the app thread is long done
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += sock.recv(65536)
+        head, body = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {size}".encode() in head
+        n = len(body)
+        while n < size:
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"cut after {n} bytes"
+            n += len(chunk)
+        assert n == size
+        sock.sendall(simple_request("GET", "/"))
+        assert sock.recv(65536).endswith(b"\r\n\r\nok")
+
+
+def test_a_connection_idle_after_a_slow_answer_from_an_app_thread_still_times_out(oxgate):
+    """Its task is not woken at the response's end; past a keep-alive period of
+    waiting it must look for itself, or the connection would stay open for good."""
+    server = oxgate(APP, "--threads", "4", "--keep-alive", "1")
+    with server.connect() as conn:
+        assert conn.request(simple_request("GET", "/sleep?s=1.5")).body == b"slept"
+        answered = time.monotonic()
+        assert conn.wait_closed(8) == b""
+        assert time.monotonic() - answered < 5
+
+
 def test_worker_connections_caps_a_worker_and_frees_idle_slots(oxgate):
     server = oxgate(APP, "--worker-connections", "2", "--keep-alive", "30")
     # Two connections in the middle of a head fill the worker.

@@ -143,7 +143,12 @@ impl<T> Queue<T> {
         }
         if st.busy == 0 {
             call_in(st);
-            return join.then_some(self.stall);
+            // On a shared core the thread called in has often taken its
+            // request already: then there is nothing to look at again, and
+            // a timer armed from here costs the I/O thread a wakeup (a
+            // timer earlier than the driver's next makes tokio write its
+            // eventfd).
+            return (join && !self.is_empty()).then_some(self.stall);
         }
         if !join {
             return None;

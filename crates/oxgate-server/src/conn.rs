@@ -14,18 +14,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, Sleep};
 
 use crate::access_log::AccessEntry;
-use crate::body::{prepare, Prepared, Pump, Step};
+use crate::body::{prepare, Prepared};
 use crate::encode::Encoder;
+use crate::exchange::{await_handed, warn_timed_out, Exchange};
 use crate::h2;
-use crate::handler::{ConnInfo, Request, Responder, ResponseRx};
+use crate::handler::{ConnInfo, Request, Responder};
 use crate::observe::{now_us, InFlight, SlowClient};
 use crate::preamble::{proxy_header, uwsgi_packet};
 use crate::request_id::RequestId;
-use crate::server::{Settings, Shared, Wire};
+use crate::server::{Shared, Wire};
 use crate::stream::Stream;
 use crate::write::simple_response;
-/// Unread body bytes we are willing to discard to keep a connection alive.
-const DRAIN_LIMIT: u64 = 1024 * 1024;
 
 pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>, wire: Wire) {
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -57,23 +56,29 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
     let mut timer = Box::pin(tokio::time::sleep(shared.settings.head_timeout));
     // The last inline call's hold on its responder, to be used again.
     let mut last_call = None;
+    // The same for the last request an app thread answered itself.
+    let mut last_handed = None;
+    // When the connection went idle, if before this task saw it.
+    let mut idle_from = None;
     let mut first = true;
     loop {
-        let head = match read_head(&mut stream, &mut buf, &shared, first, timer.as_mut()).await {
-            Ok(Some(head)) => Arc::new(head),
-            Ok(None) => return,
-            // The HTTP/2 preface reads as a request line of version 2.0:
-            // a refusal for HTTP/1, so the check costs HTTP/1 nothing.
-            Err(ProtoError::VersionNotSupported)
-                if first
-                    && h2c
-                    && shared.settings.http == HttpVersions::Auto
-                    && h2::is_preface(&buf) =>
-            {
-                return Box::pin(h2::serve(stream, buf, info, shared)).await;
-            }
-            Err(e) => return refuse_invalid(stream, &e, &shared).await,
-        };
+        let idle = idle_from.take();
+        let head =
+            match read_head(&mut stream, &mut buf, &shared, first, idle, timer.as_mut()).await {
+                Ok(Some(head)) => Arc::new(head),
+                Ok(None) => return,
+                // The HTTP/2 preface reads as a request line of version 2.0:
+                // a refusal for HTTP/1, so the check costs HTTP/1 nothing.
+                Err(ProtoError::VersionNotSupported)
+                    if first
+                        && h2c
+                        && shared.settings.http == HttpVersions::Auto
+                        && h2::is_preface(&buf) =>
+                {
+                    return Box::pin(h2::serve(stream, buf, info, shared)).await;
+                }
+                Err(e) => return refuse_invalid(stream, &e, &shared).await,
+            };
         first = false;
         let observer = shared.observer.as_deref();
         let _in_flight = observer.map(InFlight::start);
@@ -123,7 +128,8 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                 // Inline calls write from the app's thread straight to the
                 // socket (`raw_fd`), which TLS cannot allow: those take the
                 // channel path.
-                let inline = pump.is_none() && !stream.is_tls() && shared.handler.inline();
+                let direct = pump.is_none() && !stream.is_tls();
+                let inline = direct && shared.handler.inline();
                 let (responder, call, enc) = if inline {
                     // The app runs here and now, on this thread: no hand-off. The
                     // encoder comes back when the call ends.
@@ -164,33 +170,57 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                 // No encoder came back only if a call lost it, which none
                 // does: a blank one, and the connection closes.
                 let lost = enc.is_none();
-                let enc = enc.unwrap_or_else(|| Encoder::renew(None, &head, request_id.clone()));
-                let mut exchange = Exchange::new(enc);
-                let ok = match queued {
-                    None => !lost && exchange.finish_inline(failed, &mut stream, &shared).await,
+                let blank = || Encoder::renew(None, &head, request_id.clone());
+                let enc = enc.unwrap_or_else(blank);
+                let busy =
+                    |stream| refuse_busy(stream, &head, request_id.as_deref(), &shared, since);
+                match queued {
+                    None => {
+                        let mut exchange = Exchange::new(enc);
+                        let ok =
+                            !lost && exchange.finish_inline(failed, &mut stream, &shared).await;
+                        (exchange, ok)
+                    }
+                    // An app thread writes the response itself, as an inline
+                    // call does: no hop back to this thread, which learns of
+                    // the end only when it has something to do.
+                    Some(mut req) if direct => {
+                        let (responder, mut call) = Responder::handed(
+                            last_handed.take(),
+                            enc,
+                            stream.raw_fd(),
+                            settings.write_timeout,
+                            settings.response_buffer,
+                            // The log line and the metrics are due at the end.
+                            logged.is_some() || observer.is_some(),
+                        );
+                        req.responder = responder;
+                        if let Err(req) = shared.handler.call(req) {
+                            drop(req);
+                            drop(call.finish());
+                            return busy(stream).await;
+                        }
+                        shared.queued.notify_one();
+                        let (exchange, ok, ago) = await_handed(
+                            &mut call,
+                            &mut stream,
+                            &mut buf,
+                            &shared,
+                            timer.as_mut(),
+                            blank,
+                        )
+                        .await;
+                        last_handed = Some(call);
+                        idle_from = ago.map(|ago| tokio::time::Instant::now() - ago);
+                        (exchange, ok)
+                    }
                     Some(mut req) => {
+                        let mut exchange = Exchange::new(enc);
                         let (responder, rx) =
                             Responder::channel(settings.response_buffer, shared.outbox.clone());
                         req.responder = responder;
                         if shared.handler.call(req).is_err() {
-                            // Counted, and logged once a second by the worker: a line per
-                            // refusal would be a log storm exactly when the worker is busiest.
-                            shared.refused.fetch_add(1, Ordering::Relaxed);
-                            if let Some(o) = observer {
-                                o.refused();
-                                o.answered(&head, 503, since);
-                            }
-                            let mut out = Vec::new();
-                            let mut extra = vec![("Retry-After", "1")];
-                            extra.extend(
-                                request_id
-                                    .as_deref()
-                                    .map(|id| (crate::request_id::HEADER, id.as_str())),
-                            );
-                            simple_response(&mut out, 503, "Service Unavailable", &extra, false);
-                            let _ = stream.write_all(&out).await;
-                            linger_close(stream).await;
-                            return;
+                            return busy(stream).await;
                         }
                         shared.queued.notify_one();
                         shared.outbox.sent();
@@ -198,10 +228,9 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                             .run(&mut stream, &mut buf, rx, pump, &shared, timer.as_mut())
                             .await;
                         shared.outbox.answered();
-                        ok
+                        (exchange, ok)
                     }
-                };
-                (exchange, ok)
+                }
             }
         };
         if exchange.timed_out {
@@ -249,6 +278,7 @@ async fn read_head(
     buf: &mut BytesMut,
     shared: &Shared,
     first: bool,
+    mut idle_from: Option<tokio::time::Instant>,
     mut timer: Pin<&mut Sleep>,
 ) -> Result<Option<RequestHead>, ProtoError> {
     let settings = &shared.settings;
@@ -263,7 +293,7 @@ async fn read_head(
         let idle = buf.is_empty() && !first;
         let now = tokio::time::Instant::now();
         let deadline = if idle {
-            now + settings.keepalive
+            idle_from.take().unwrap_or(now) + settings.keepalive
         } else {
             *head_deadline.get_or_insert(now + settings.head_timeout)
         };
@@ -304,153 +334,27 @@ async fn read_head(
     }
 }
 
-/// The response half of one request.
-struct Exchange {
-    enc: Box<Encoder>,
-    /// The app did not start its response within --timeout.
-    timed_out: bool,
-    /// A streamed body stalled past --body-timeout.
-    slow_body: bool,
-}
-
-impl Exchange {
-    fn new(enc: Box<Encoder>) -> Self {
-        Exchange {
-            enc,
-            timed_out: false,
-            slow_body: false,
-        }
+/// The app side's queue is full: a fast 503, counted, and logged once a
+/// second by the worker (a line per refusal would be a log storm exactly
+/// when the worker is busiest).
+async fn refuse_busy(
+    mut stream: Stream,
+    head: &RequestHead,
+    request_id: Option<&RequestId>,
+    shared: &Shared,
+    since: Option<u64>,
+) {
+    shared.refused.fetch_add(1, Ordering::Relaxed);
+    if let Some(o) = shared.observer.as_deref() {
+        o.refused();
+        o.answered(head, 503, since);
     }
-
-    /// Answer `status` ourselves if nothing of the response went out yet,
-    /// then give up the connection.
-    async fn fail(&mut self, stream: &mut Stream, status: u16, reason: &str) -> bool {
-        // Mid-response there is nothing to replace: what is encoded goes out,
-        // then the connection is cut.
-        self.enc.replace(status, reason);
-        let _ = self.enc.write(stream).await;
-        false
-    }
-
-    /// After an inline call: write what it left queued; `failed`: a write
-    /// during the call already failed.
-    async fn finish_inline(&mut self, failed: bool, stream: &mut Stream, shared: &Shared) -> bool {
-        // Let the other connections with a request ready run theirs first,
-        // so their responses leave together: a client woken once for a
-        // burst costs the machine less than one woken per response. Alone,
-        // there is nobody to wait for, and a yield costs a poll of the
-        // driver (an epoll_wait) per request.
-        if shared.others_open() {
-            tokio::task::yield_now().await;
-        }
-        if failed {
-            // The client is gone; log what the app answered.
-            return false;
-        }
-        if !self.enc.ended {
-            // The app side gave up without finishing the response.
-            return self.fail(stream, 500, "Internal Server Error").await;
-        }
-        self.enc.write(stream).await.is_ok()
-    }
-
-    /// Drive the response to its end. Returns false when the connection
-    /// is already unusable (write error, cut response).
-    async fn run(
-        &mut self,
-        stream: &mut Stream,
-        buf: &mut BytesMut,
-        mut rx: ResponseRx,
-        mut pump: Option<Pump>,
-        shared: &Shared,
-        mut timer: Pin<&mut Sleep>,
-    ) -> bool {
-        let wait = shared.settings.body_timeout;
-        // --timeout: past it with nothing sent, the client gets a 504 and
-        // the app thread is left to the master (stack dump, recycling).
-        let deadline = shared
-            .settings
-            .request_timeout
-            .map(|t| tokio::time::Instant::now() + t);
-        while !self.enc.ended {
-            let by = deadline
-                .filter(|_| !self.enc.head_written)
-                .map(|at| (at, timer.as_mut()));
-            let next = rx.recv_by(by);
-            let msg = match pump.as_mut().filter(|p| p.active()) {
-                Some(p) => {
-                    tokio::select! {
-                        biased;
-                        m = next => m,
-                        step = p.step(stream, buf, wait) => {
-                            match step {
-                                Step::Continue => {
-                                    if !self.enc.head_written
-                                        && send_continue(stream).await.is_err()
-                                    {
-                                        return false;
-                                    }
-                                }
-                                Step::Refused(e) => {
-                                    self.slow_body |= e == ProtoError::RequestTimeout;
-                                    if !self.enc.head_written {
-                                        log::debug!("refusing request body: {e}");
-                                        return self.fail(stream, e.status(), e.reason()).await;
-                                    }
-                                    return false;
-                                }
-                                Step::Progress | Step::Abandoned => {}
-                            }
-                            continue;
-                        }
-                    }
-                }
-                None => next.await,
-            };
-            let Some(msg) = msg else {
-                self.timed_out = true;
-                return self.fail(stream, 504, "Gateway Timeout").await;
-            };
-            let Some(msg) = msg else {
-                // The app side gave up without finishing the response.
-                return self.fail(stream, 500, "Internal Server Error").await;
-            };
-            if pump.as_ref().is_some_and(Pump::awaiting_continue) {
-                // Answered without asking for the body: whether the client
-                // sends it anyway is unknown (RFC 9110 10.1.1), so the
-                // connection cannot carry another request.
-                self.enc.keep_alive = false;
-            }
-            self.enc.push(msg);
-            // Coalesce what is already queued into one write.
-            if (self.enc.ended || rx.is_empty()) && self.enc.write(stream).await.is_err() {
-                return false;
-            }
-        }
-        if let Some(p) = pump.as_mut() {
-            if !p.drain(stream, buf, DRAIN_LIMIT, wait).await {
-                self.enc.keep_alive = false;
-            }
-        }
-        true
-    }
-}
-
-/// A 504 for --timeout: the app thread is left to the master (stack dump,
-/// recycling), and the log says which request it was.
-pub(crate) fn warn_timed_out(head: &RequestHead, settings: &Settings) {
-    log::warn!(
-        "{} {} got no response within {}s: answered 504 (the app thread is still busy)",
-        head.method(),
-        head.path(),
-        settings.request_timeout.map_or(0, |t| t.as_secs())
-    );
-}
-
-/// RFC 9110 section 10.1.1: the client may send the body now.
-async fn send_continue(stream: &mut Stream) -> std::io::Result<()> {
-    stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-    stream.flush_tls().await
+    let mut out = Vec::new();
+    let mut extra = vec![("Retry-After", "1")];
+    extra.extend(request_id.map(|id| (crate::request_id::HEADER, id.as_str())));
+    simple_response(&mut out, 503, "Service Unavailable", &extra, false);
+    let _ = stream.write_all(&out).await;
+    linger_close(stream).await;
 }
 
 /// Refuse what came before a whole head, and count it.

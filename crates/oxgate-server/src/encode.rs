@@ -413,6 +413,32 @@ impl Encoder {
         Ok(())
     }
 
+    /// Write what the socket takes now, from this thread, up to a file;
+    /// a response in one piece goes from the kept buffer, as `write` has it.
+    pub(crate) fn write_now(&mut self, fd: RawFd) -> io::Result<()> {
+        if !self.items.is_empty() {
+            return self.write_ready(fd, 0);
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        match sync_io::write_vectored(fd, &[IoSlice::new(&self.out)], None) {
+            Ok(n) => {
+                self.out.drain(..n.min(self.out.len()));
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A file waits to be sent.
+    pub(crate) fn has_file(&self) -> bool {
+        self.items
+            .iter()
+            .any(|item| matches!(item, Item::File { .. }))
+    }
+
     /// One sendmsg(2) of the `Data` items at the front.
     fn write_data_sync(&mut self, fd: RawFd, stall: Option<Duration>) -> io::Result<()> {
         let slices = self.data_run();

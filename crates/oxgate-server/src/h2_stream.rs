@@ -160,7 +160,7 @@ impl Call<'_> {
         let timed_out = respond(reply, rx, pump, shared).await;
         shared.outbox.answered();
         if timed_out {
-            crate::conn::warn_timed_out(self.head, settings);
+            crate::exchange::warn_timed_out(self.head, settings);
         }
     }
 }

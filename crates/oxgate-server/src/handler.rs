@@ -6,7 +6,7 @@ use std::any::Any;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use crate::request_id::RequestId;
 pub use crate::response_head::ResponseHead;
 pub(crate) use crate::response_queue::ResponseRx;
 use crate::response_queue::{self, cost, QueueTx, MSG_OVERHEAD};
+use crate::sink::{self, HandedCall, HandedTx, InlineCall, Sink};
 
 /// Where a connection came from and which listener took it.
 #[derive(Debug)]
@@ -298,37 +299,9 @@ enum To {
     },
     /// Straight into the encoder, for an app call on the I/O thread.
     Inline(Arc<Mutex<Sink>>),
+    /// Into the encoder and onto the socket, for an app thread.
+    Handed(HandedTx),
     Unset,
-}
-
-/// An inline call's response: encoded as it comes, written by the calling
-/// thread itself only when more than `limit` bytes are waiting.
-struct Sink {
-    /// Taken back by the connection when the call returns; a responder the
-    /// app kept past its call finds it gone.
-    enc: Option<Box<Encoder>>,
-    fd: RawFd,
-    stall: Duration,
-    limit: usize,
-    /// A write failed: the client is gone.
-    failed: bool,
-    /// The call had to wait for the client to read.
-    waited: bool,
-}
-
-/// The connection's hold on an inline responder.
-pub(crate) struct InlineCall(Arc<Mutex<Sink>>);
-
-impl InlineCall {
-    /// End the call: the encoder back, and whether a write already failed.
-    pub(crate) fn finish(&self) -> (Option<Box<Encoder>>, bool) {
-        let mut sink = lock_sink(&self.0);
-        (sink.enc.take(), sink.failed)
-    }
-}
-
-fn lock_sink(sink: &Mutex<Sink>) -> MutexGuard<'_, Sink> {
-    sink.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The client is gone: nothing more can be sent.
@@ -365,18 +338,11 @@ impl Responder {
         stall: Duration,
         limit: usize,
     ) -> (Responder, InlineCall) {
-        let fresh = Sink {
-            enc: Some(enc),
-            fd,
-            stall,
-            limit: limit.max(1),
-            failed: false,
-            waited: false,
-        };
+        let fresh = Sink::new(enc, fd, stall, limit);
         let sink = match last {
             // No Weak is ever made of a sink: one strong count is ours alone.
             Some(InlineCall(sink)) if Arc::strong_count(&sink) == 1 => {
-                *lock_sink(&sink) = fresh;
+                *sink::lock(&sink) = fresh;
                 sink
             }
             _ => Arc::new(Mutex::new(fresh)),
@@ -389,10 +355,27 @@ impl Responder {
         )
     }
 
+    /// A responder for an app thread that encodes into `enc` and writes
+    /// on `fd` itself, as an inline call's does, and at the end of the
+    /// response too. `fd` must stay open while the `HandedCall` lives.
+    /// `eager`: the connection wants waking at the end in any case.
+    pub(crate) fn handed(
+        last: Option<HandedCall>,
+        enc: Box<Encoder>,
+        fd: RawFd,
+        stall: Duration,
+        limit: usize,
+        eager: bool,
+    ) -> (Responder, HandedCall) {
+        let (tx, call) = HandedCall::new(last, Sink::new(enc, fd, stall, limit), eager);
+        (Responder { to: To::Handed(tx) }, call)
+    }
+
     /// Send a whole response (head and body); blocks as `send_blocking`.
     pub fn send_whole(&self, head: ResponseHead, body: WholeBody<'_>) -> Result<(), Disconnected> {
         match &self.to {
-            To::Inline(sink) => inline_send(sink, |enc| enc.push_whole(head, body)),
+            To::Inline(sink) => sink::lock(sink).send(|enc| enc.push_whole(head, body)),
+            To::Handed(tx) => tx.send(|enc| enc.push_whole(head, body)),
             _ => self.send_blocking(ResponseMsg::Whole(head, body.into_bytes())),
         }
     }
@@ -410,7 +393,8 @@ impl Responder {
                 Ok(())
             }
             To::Unset => Err(Disconnected),
-            To::Inline(sink) => inline_send(sink, |enc| enc.push(msg)),
+            To::Inline(sink) => sink::lock(sink).send(|enc| enc.push(msg)),
+            To::Handed(tx) => tx.send(|enc| enc.push(msg)),
         }
     }
 
@@ -421,11 +405,8 @@ impl Responder {
     pub fn sends_at_once(&self, n: usize) -> bool {
         match &self.to {
             To::Queue { tx, .. } => tx.has_room(n),
-            To::Inline(sink) => {
-                let sink = lock_sink(sink);
-                let queued = sink.enc.as_ref().map_or(0, |enc| enc.queued());
-                !response_queue::must_wait(queued, n, sink.limit)
-            }
+            To::Inline(sink) => sink::lock(sink).sends_at_once(n),
+            To::Handed(tx) => tx.sink().sends_at_once(n),
             To::Unset => true,
         }
     }
@@ -434,7 +415,7 @@ impl Responder {
     /// I/O thread was held meanwhile.
     pub fn waited_for_client(&self) -> bool {
         match &self.to {
-            To::Inline(sink) => lock_sink(sink).waited,
+            To::Inline(sink) => sink::lock(sink).waited(),
             _ => false,
         }
     }
@@ -443,50 +424,9 @@ impl Responder {
     pub fn is_closed(&self) -> bool {
         match &self.to {
             To::Queue { tx, .. } => tx.is_closed(),
-            To::Inline(sink) => {
-                let sink = lock_sink(sink);
-                sink.enc.is_none() || sink.failed
-            }
+            To::Inline(sink) => sink::lock(sink).is_closed(),
+            To::Handed(tx) => tx.sink().is_closed(),
             To::Unset => true,
         }
     }
-}
-
-/// Encode into an inline call's encoder with `push`; past the sink's limit,
-/// write from this thread.
-fn inline_send(sink: &Mutex<Sink>, push: impl FnOnce(&mut Encoder)) -> Result<(), Disconnected> {
-    let mut sink = lock_sink(sink);
-    let Sink {
-        enc,
-        fd,
-        stall,
-        limit,
-        failed,
-        waited,
-    } = &mut *sink;
-    let Some(enc) = enc.as_mut().filter(|_| !*failed) else {
-        return Err(Disconnected);
-    };
-    let before = enc.queued();
-    push(enc);
-    let after = enc.queued();
-    if after <= *limit {
-        return Ok(());
-    }
-    // What the socket takes now costs no wait. Past that, as the budget of
-    // a queued response has it, one message is held as it came (it is in
-    // memory already, and the connection writes it after the call), and
-    // only data added to a full buffer waits for the client, which holds
-    // this (the I/O) thread.
-    let mut written = enc.write_ready(*fd, *limit / 2);
-    if written.is_ok() && before > 0 && after > before && enc.queued() > *limit {
-        *waited = true;
-        written = enc.write_sync(*fd, *stall, *limit / 2);
-    }
-    if let Err(e) = written {
-        log::debug!("writing a response from the app call failed: {e}");
-        *failed = true;
-        return Err(Disconnected);
-    }
-    Ok(())
 }
