@@ -134,9 +134,10 @@ def test_the_io_thread_yields_to_busy_app_threads_only_while_requests_pile_up(ox
 
 
 def test_an_app_threads_answer_is_logged_while_its_connection_stays_open(oxgate):
-    """An app thread writes its response on the socket itself, and the I/O thread
-    learns of the end only when it has something to do: a log line is such a thing,
-    not left for the client's next request or the end of its keep-alive."""
+    """Without an access log an app thread writes its response on the socket itself
+    and the I/O thread learns of the end only when it has something to do; with one,
+    the line is due at the end, not at the client's next request or the end of its
+    keep-alive."""
     server = oxgate(APP, "--threads", "4", "--keep-alive", "60", "--access-logfile", "-")
     with server.connect() as conn:
         assert conn.request(simple_request(target="/logged-open")).status == 200

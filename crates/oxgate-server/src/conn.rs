@@ -183,16 +183,17 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                     }
                     // An app thread writes the response itself, as an inline
                     // call does: no hop back to this thread, which learns of
-                    // the end only when it has something to do.
-                    Some(mut req) if direct => {
+                    // the end only when it has something to do. Not when a
+                    // log line or metrics are due at every end: a wake per
+                    // response from the app thread costs more than the
+                    // outbox's one per batch.
+                    Some(mut req) if direct && logged.is_none() && observer.is_none() => {
                         let (responder, mut call) = Responder::handed(
                             last_handed.take(),
                             enc,
                             stream.raw_fd(),
                             settings.write_timeout,
                             settings.response_buffer,
-                            // The log line and the metrics are due at the end.
-                            logged.is_some() || observer.is_some(),
                         );
                         req.responder = responder;
                         if let Err(req) = shared.handler.call(req) {

@@ -358,16 +358,14 @@ impl Responder {
     /// A responder for an app thread that encodes into `enc` and writes
     /// on `fd` itself, as an inline call's does, and at the end of the
     /// response too. `fd` must stay open while the `HandedCall` lives.
-    /// `eager`: the connection wants waking at the end in any case.
     pub(crate) fn handed(
         last: Option<HandedCall>,
         enc: Box<Encoder>,
         fd: RawFd,
         stall: Duration,
         limit: usize,
-        eager: bool,
     ) -> (Responder, HandedCall) {
-        let (tx, call) = HandedCall::new(last, Sink::new(enc, fd, stall, limit), eager);
+        let (tx, call) = HandedCall::new(last, Sink::new(enc, fd, stall, limit));
         (Responder { to: To::Handed(tx) }, call)
     }
 

@@ -240,13 +240,13 @@ pub(crate) enum Expired {
 }
 
 impl HandedCall {
-    /// A handed call encoding into `enc`, written on `fd` by the app thread.
-    /// `eager`: wake the connection at the end in any case. `last`: the
-    /// connection's previous call, used again if nobody else holds it.
-    pub(crate) fn new(last: Option<HandedCall>, sink: Sink, eager: bool) -> (HandedTx, HandedCall) {
+    /// A handed call encoding into `sink`, written by the app thread.
+    /// `last`: the connection's previous call, used again if nobody else
+    /// holds it.
+    pub(crate) fn new(last: Option<HandedCall>, sink: Sink) -> (HandedTx, HandedCall) {
         let end = End {
             done: false,
-            eager,
+            eager: false,
             waker: None,
             done_at: 0,
         };
