@@ -296,6 +296,17 @@ def test_file_wrapper_starts_at_the_file_position(resp_server, data_file):
     assert resp.body == data_file.read_bytes()[1000:]
 
 
+def test_a_file_answered_by_an_app_thread_goes_out_at_once(oxgate, data_file):
+    """An app thread writes what the socket takes at the end of its response, but a
+    file is the I/O thread's to send: it must be told then, not find out once the
+    keep-alive has run out."""
+    server = oxgate("wsgi_responses", "--threads", "4", "--keep-alive", "60")
+    with server.connect(timeout=5) as conn:
+        resp = conn.request(simple_request(target=f"/file?path={data_file}&cl=1"))
+        assert resp.body == data_file.read_bytes()
+        assert conn.request(simple_request(target="/single")).body == b"single item body"
+
+
 def test_file_wrapper_on_http10_sends_the_whole_file(resp_server, data_file):
     with resp_server.connect() as conn:
         conn.send(simple_request(target=f"/file?path={data_file}", version="HTTP/1.0"))
