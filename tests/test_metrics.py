@@ -271,6 +271,29 @@ def test_in_flight_counts_a_request_held_in_a_slow_app(oxgate):
     assert re.search(slow_row, status_page(addr))
 
 
+def test_an_app_threads_answer_is_counted_while_its_connection_stays_open(oxgate):
+    """An app thread that wrote the whole response records it itself: counted, and no
+    longer in flight, before the client's next request or the end of its keep-alive
+    (which is when the I/O thread would next look)."""
+    server = oxgate(
+        "metrics_app", "--threads", "4", "--keep-alive", "60", "--metrics-bind", "127.0.0.1:0"
+    )
+    wait_ready(server, 1)
+    addr = endpoint(server)
+    with server.connect() as conn:
+        for n, status in enumerate((201, 404), start=1):
+            assert conn.request(simple_request("GET", f"/status/{status}")).status == status
+            wait_until(
+                lambda n=n: sum(requests_by(scrape(addr)).values()) == n,
+                5,
+                lambda: requests_by(scrape(addr)),
+            )
+            assert value(scrape(addr), "oxgate_requests_in_flight") == 0
+        assert requests_by(scrape(addr)) == {("GET", "2xx"): 1, ("GET", "4xx"): 1}
+        # The connection still serves.
+        assert conn.request(simple_request("GET", "/")).status == 200
+
+
 def test_requests_refused_with_503_are_counted(oxgate):
     server = oxgate(
         "metrics_app", "--threads", "2", "--request-queue", "1", "--metrics-bind", "127.0.0.1:0"

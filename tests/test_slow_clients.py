@@ -299,8 +299,9 @@ def test_a_whole_answer_larger_than_the_socket_takes_reaches_a_late_reader(oxgat
     """An app thread writes what the socket takes at the end of its response; the
     I/O thread must be told to write the rest once the client reads, and the
     connection then serves its next request (a long keep-alive: the idle check
-    after one would find the rest too, much later)."""
-    server = oxgate(APP, "--threads", "4", "--keep-alive", "60")
+    after one would find the rest too, much later). The I/O thread, which wrote
+    the end, logs it."""
+    server = oxgate(APP, "--threads", "4", "--keep-alive", "60", "--access-logfile", "-")
     size = 32 << 20
     sock = socket.socket()
     # A small window, so the sockets cannot hold the whole answer.
@@ -321,6 +322,7 @@ def test_a_whole_answer_larger_than_the_socket_takes_reaches_a_late_reader(oxgat
             assert chunk, f"cut after {n} bytes"
             n += len(chunk)
         assert n == size
+        server.wait_for_stdout(rf'"GET /big\?size={size} HTTP/1\.1" 200 {size} ', timeout=5)
         sock.sendall(simple_request("GET", "/"))
         assert sock.recv(65536).endswith(b"\r\n\r\nok")
 

@@ -13,13 +13,13 @@ use oxgate_proto::{parse_head, BodyFraming, Parsed, ProtoError, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, Sleep};
 
-use crate::access_log::AccessEntry;
 use crate::body::{prepare, Prepared};
 use crate::encode::Encoder;
+use crate::ending::Ending;
 use crate::exchange::{await_handed, warn_timed_out, Exchange};
 use crate::h2;
 use crate::handler::{ConnInfo, Request, Responder};
-use crate::observe::{now_us, InFlight, SlowClient};
+use crate::observe::{now_us, SlowClient};
 use crate::preamble::{proxy_header, uwsgi_packet};
 use crate::request_id::RequestId;
 use crate::server::{Shared, Wire};
@@ -81,17 +81,11 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             };
         first = false;
         let observer = shared.observer.as_deref();
-        let _in_flight = observer.map(InFlight::start);
-        // Only the access log (not for a path it skips) and the metrics
-        // want the time: a clock read per request.
-        let logged = shared
-            .access_log
-            .as_ref()
-            .filter(|log| log.wants(head.path()));
-        let started = logged.map(|_| Instant::now());
-        // The metrics' clock: plain microseconds, cheap to subtract.
-        let since = observer.map(|_| now_us());
         let request_id = shared.ids.as_ref().map(|ids| ids.for_request(&head));
+        // Only the access log (not for a path it skips) and the metrics
+        // want anything at the end, the time included.
+        let mut ending = Ending::start(&shared, &head, &info, request_id.as_ref());
+        let since = ending.as_ref().and_then(Ending::since);
         let mut enc = Encoder::renew(spare.take(), &head, request_id.clone());
         let routed = shared
             .settings
@@ -182,18 +176,17 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                         (exchange, ok)
                     }
                     // An app thread writes the response itself, as an inline
-                    // call does: no hop back to this thread, which learns of
-                    // the end only when it has something to do. Not when a
-                    // log line or metrics are due at every end: a wake per
-                    // response from the app thread costs more than the
-                    // outbox's one per batch.
-                    Some(mut req) if direct && logged.is_none() && observer.is_none() => {
+                    // call does, and its log line and metrics if it wrote it
+                    // all: no hop back to this thread, which learns of the
+                    // end only when it has something to do.
+                    Some(mut req) if direct => {
                         let (responder, mut call) = Responder::handed(
                             last_handed.take(),
                             enc,
                             stream.raw_fd(),
                             settings.write_timeout,
                             settings.response_buffer,
+                            ending.take(),
                         );
                         req.responder = responder;
                         if let Err(req) = shared.handler.call(req) {
@@ -202,7 +195,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                             return busy(stream).await;
                         }
                         shared.queued.notify_one();
-                        let (exchange, ok, ago) = await_handed(
+                        let (exchange, ok, ended_at) = await_handed(
                             &mut call,
                             &mut stream,
                             &mut buf,
@@ -211,8 +204,9 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                             blank,
                         )
                         .await;
+                        ending = call.take_ending();
                         last_handed = Some(call);
-                        idle_from = ago.map(|ago| tokio::time::Instant::now() - ago);
+                        idle_from = ended_at;
                         (exchange, ok)
                     }
                     Some(mut req) => {
@@ -238,25 +232,8 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             warn_timed_out(&head, &shared.settings);
         }
         let enc = &exchange.enc;
-        if let Some(o) = observer {
-            if exchange.slow_body {
-                o.slow_client(SlowClient::Body);
-            }
-            // Nothing answered (the client left first): in flight, not counted.
-            if enc.status >= 100 {
-                o.answered(&head, enc.status, since);
-            }
-        }
-        if let (Some(log), Some(started)) = (logged, started) {
-            log.write(&AccessEntry {
-                head: &head,
-                conn: &info,
-                status: enc.status,
-                resp_head: enc.resp_head.as_ref(),
-                body_bytes: enc.body_sent,
-                started,
-                request_id: request_id.as_deref().map(RequestId::as_str),
-            });
+        if let Some(ending) = ending {
+            ending.record(enc, exchange.slow_body);
         }
         if !ok {
             return;

@@ -180,7 +180,7 @@ async fn send_continue(stream: &mut Stream) -> std::io::Result<()> {
 /// next request, the idle timer or a stop is what brings it back, and
 /// anything of those before the end makes the wait eager. `blank`: an
 /// encoder for a call that lost its own. Returns the exchange, whether the
-/// connection is still usable, and how long ago the response ended unseen
+/// connection is still usable, and when the response ended unseen
 /// (the idle timer counts from then).
 pub(crate) async fn await_handed(
     call: &mut HandedCall,
@@ -189,7 +189,7 @@ pub(crate) async fn await_handed(
     shared: &Shared,
     mut timer: Pin<&mut Sleep>,
     blank: impl FnOnce() -> Box<Encoder>,
-) -> (Exchange, bool, Option<Duration>) {
+) -> (Exchange, bool, Option<Instant>) {
     let settings = &shared.settings;
     let start = Instant::now();
     // --timeout, until the head is encoded (as for a queued response).
@@ -247,19 +247,19 @@ pub(crate) async fn await_handed(
             call.want();
         }
     }
-    let ago = call.ended_ago();
+    let ended_at = call.ended_at();
     let (enc, failed) = call.finish();
     // None only if a call lost it, which none does: the connection closes.
     let lost = enc.is_none();
     let mut exchange = Exchange::new(enc.unwrap_or_else(blank));
     if failed || lost {
-        return (exchange, false, ago);
+        return (exchange, false, ended_at);
     }
     if !exchange.enc.ended {
         // The app side gave up without finishing the response.
         let ok = exchange.fail(stream, 500, "Internal Server Error").await;
-        return (exchange, ok, ago);
+        return (exchange, ok, ended_at);
     }
     let ok = exchange.enc.write(stream).await.is_ok();
-    (exchange, ok, ago)
+    (exchange, ok, ended_at)
 }

@@ -14,6 +14,7 @@ use oxgate_proto::{RequestHead, TrustList};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::encode::Encoder;
+use crate::ending::Ending;
 use crate::outbox::Outbox;
 use crate::request_id::RequestId;
 pub use crate::response_head::ResponseHead;
@@ -357,15 +358,18 @@ impl Responder {
 
     /// A responder for an app thread that encodes into `enc` and writes
     /// on `fd` itself, as an inline call's does, and at the end of the
-    /// response too. `fd` must stay open while the `HandedCall` lives.
+    /// response too, then records `ending` if it wrote it all. `fd` must
+    /// stay open while the `HandedCall` lives.
     pub(crate) fn handed(
         last: Option<HandedCall>,
         enc: Box<Encoder>,
         fd: RawFd,
         stall: Duration,
         limit: usize,
+        ending: Option<Ending>,
     ) -> (Responder, HandedCall) {
-        let (tx, call) = HandedCall::new(last, Sink::new(enc, fd, stall, limit));
+        let sink = Sink::new(enc, fd, stall, limit);
+        let (tx, call) = HandedCall::new(last, sink, ending);
         (Responder { to: To::Handed(tx) }, call)
     }
 

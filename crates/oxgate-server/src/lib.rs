@@ -7,6 +7,7 @@ mod body;
 mod conn;
 mod date;
 mod encode;
+mod ending;
 mod exchange;
 mod h2;
 mod h2_body;

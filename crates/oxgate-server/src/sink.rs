@@ -12,6 +12,7 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use crate::encode::Encoder;
+use crate::ending::Ending;
 use crate::handler::Disconnected;
 use crate::response_queue::must_wait;
 
@@ -141,6 +142,9 @@ struct End {
     waker: Option<Waker>,
     /// When the response ended unseen (`coarse_us`), for the idle timer.
     done_at: u64,
+    /// The log line and metrics due at the end: recorded by the app thread
+    /// if it wrote the whole response, else left for the connection.
+    ending: Option<Ending>,
 }
 
 impl Handed {
@@ -215,6 +219,14 @@ impl HandedTx {
             return Ok(());
         }
         let needs_io = sink.write_end();
+        if !needs_io {
+            // The client has it all: log it now, rather than wake the
+            // connection only for that.
+            let ending = self.0.end().ending.take();
+            if let (Some(ending), Some(enc)) = (ending, sink.enc.as_deref()) {
+                ending.record(enc, false);
+            }
+        }
         drop(sink);
         self.0.signal(needs_io);
         Ok(())
@@ -240,19 +252,24 @@ pub(crate) enum Expired {
 }
 
 impl HandedCall {
-    /// A handed call encoding into `sink`, written by the app thread.
-    /// `last`: the connection's previous call, used again if nobody else
-    /// holds it.
-    pub(crate) fn new(last: Option<HandedCall>, sink: Sink) -> (HandedTx, HandedCall) {
+    /// A handed call encoding into `sink`, written by the app thread, with
+    /// `ending` due at its end. `last`: the connection's previous call,
+    /// used again if nobody else holds it.
+    pub(crate) fn new(
+        last: Option<HandedCall>,
+        sink: Sink,
+        ending: Option<Ending>,
+    ) -> (HandedTx, HandedCall) {
         let end = End {
             done: false,
             eager: false,
             waker: None,
             done_at: 0,
+            ending,
         };
-        let reused = last.and_then(|mut last| {
-            last.detach();
+        let reused = last.and_then(|last| {
             let shared = last.shared.clone();
+            // Dropped, it has taken the encoder back from any app thread.
             drop(last);
             // No Weak is ever made of one: a count of one is ours alone.
             (Arc::strong_count(&shared) == 1).then_some(shared)
@@ -299,12 +316,18 @@ impl HandedCall {
         self.shared.end().eager = true;
     }
 
-    /// How long ago the response ended unseen; None if it has not, or the
+    /// When the response ended unseen; None if it has not, or the
     /// connection was woken for it.
-    pub(crate) fn ended_ago(&self) -> Option<Duration> {
+    pub(crate) fn ended_at(&self) -> Option<tokio::time::Instant> {
         let end = self.shared.end();
-        (end.done && end.done_at > 0)
-            .then(|| Duration::from_micros(coarse_us().saturating_sub(end.done_at)))
+        let ago = (end.done && end.done_at > 0)
+            .then(|| Duration::from_micros(coarse_us().saturating_sub(end.done_at)))?;
+        Some(tokio::time::Instant::now() - ago)
+    }
+
+    /// What is due at the end, unless the app thread recorded it.
+    pub(crate) fn take_ending(&self) -> Option<Ending> {
+        self.shared.end().ending.take()
     }
 
     /// --timeout passed: take the encoder for a 504 if nothing of the
