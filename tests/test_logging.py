@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
+import threading
+import time
 from datetime import datetime, timezone
 
 import httpx
@@ -83,6 +86,43 @@ def test_access_log_to_a_file(oxgate, tmp_path):
         lambda: log.exists() and "/to-file" in log.read_text(), 10, "the access log line in file"
     )
     assert "/to-file" not in server.stdout_text()
+
+
+def test_a_burst_is_logged_whole_and_the_worker_still_stops_at_once(oxgate, tmp_path):
+    """Lines go out in batches (when a thread runs out of work, past 16 KiB, every
+    200 ms): a stop right after a burst on several connections, answered by app threads
+    and the I/O thread alike, loses none of them, and the worker exits at once rather
+    than at --graceful-timeout."""
+    log = tmp_path / "access.log"
+    server = oxgate(
+        "echo_env",
+        "--threads",
+        "4",
+        "--graceful-timeout",
+        "30",
+        "--access-logfile",
+        str(log),
+        "--access-logformat",
+        "%(U)s %(s)s",
+    )
+
+    def burst(client_no: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for j in range(100):
+                assert client.get(f"/burst-{client_no}-{j}").status_code == 200
+
+    clients = [threading.Thread(target=burst, args=(i,)) for i in range(4)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(60)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit(15) == 0
+    assert time.monotonic() - started < 10
+    lines = log.read_text().splitlines()
+    expected = {f"/burst-{i}-{j} 200" for i in range(4) for j in range(100)}
+    assert len(lines) == len(expected) and set(lines) == expected
 
 
 def test_error_log_lines_have_timestamp_pid_and_level(oxgate):

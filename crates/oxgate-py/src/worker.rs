@@ -315,6 +315,8 @@ fn worker_main(
         }
         None => shared.tick = Some(Box::new(move || beat.scoreboard.heartbeat(beat.slot))),
     }
+    // Not the server's Shared: the app threads exit once it is dropped.
+    let logged = shared.access_log.as_ref().map(AccessLog::pending);
     let shared = Arc::new(shared);
     let notify = ctx.clone();
     let freeze = !cfg.no_gc_freeze;
@@ -352,6 +354,11 @@ fn worker_main(
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
+    }
+    // What the app threads logged as they finished, if they did not run
+    // out of work after it.
+    if let Some(lines) = &logged {
+        lines.flush();
     }
     log::info!("Worker exiting (pid: {})", std::process::id());
     Ok(0)

@@ -50,12 +50,14 @@ thread_local! {
     static LEFT_IN: RefCell<Option<Arc<Outbox>>> = const { RefCell::new(None) };
 }
 
-/// Hand what this thread sent to the I/O thread now. An app thread calls
-/// it when it has no more requests to run.
+/// Hand what this thread sent to the I/O thread now, and write out the
+/// access-log lines it left pending. An app thread calls it when it has no
+/// more requests to run.
 pub fn flush_responses() {
     if let Some(outbox) = LEFT_IN.with(|o| o.borrow_mut().take()) {
         outbox.flush();
     }
+    crate::access_log::flush_lines();
 }
 
 impl Outbox {

@@ -199,9 +199,11 @@ pub fn run(
     let parking = shared.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        // Requests queued in this turn of the loop go to the app side now.
+        // Requests queued in this turn of the loop go to the app side now,
+        // and the log lines it wrote to the log.
         .on_thread_park(move || {
             parking.handler.tend();
+            crate::access_log::flush_lines();
         })
         .build()?;
     let stopped = rt.block_on(async move {
@@ -257,6 +259,10 @@ pub fn run(
                 every.tick().await;
                 if let Some(tick) = &beat.tick {
                     tick();
+                }
+                // A loop that never runs out of work still logs every 200 ms.
+                if let Some(log) = &beat.access_log {
+                    log.flush();
                 }
                 if n % 5 == 0 {
                     beat.report_refused();
