@@ -322,7 +322,7 @@ impl HandedCall {
         let end = self.shared.end();
         let ago = (end.done && end.done_at > 0)
             .then(|| Duration::from_micros(coarse_us().saturating_sub(end.done_at)))?;
-        Some(tokio::time::Instant::now() - ago)
+        tokio::time::Instant::now().checked_sub(ago)
     }
 
     /// What is due at the end, unless the app thread recorded it.
