@@ -1,5 +1,5 @@
-//! The I/O thread's scheduling policy with a pool of app threads, steered
-//! by load. No Python here.
+//! The I/O thread's scheduling policy with app threads (one of them
+//! included, once calls go to it), steered by load. No Python here.
 //!
 //! While requests arrive as the app works, each one wakes the I/O thread,
 //! which by default preempts the app thread on a shared core: two context

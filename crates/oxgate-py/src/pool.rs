@@ -32,8 +32,9 @@ use crate::respond::handle;
 pub struct Pool {
     queue: Arc<Queue<Request>>,
     shared: Arc<Shared>,
-    /// The I/O thread's scheduling policy, with more than one thread.
-    policy: Option<IoPolicy>,
+    /// The I/O thread's scheduling policy. With one thread too: calls too
+    /// slow to run inline pile up for the app thread the same way.
+    policy: IoPolicy,
 }
 
 impl Drop for Pool {
@@ -111,9 +112,7 @@ impl Handler for Pool {
         gil_hold::release();
         // One thread has nobody to call in.
         let next = self.queue.tend(self.shared.lane.is_none());
-        if let Some(policy) = &self.policy {
-            policy.steer(&self.queue.contended);
-        }
+        self.policy.steer(&self.queue.contended);
         next
     }
 
@@ -197,7 +196,7 @@ pub fn start(
             .spawn(move || serve(&queue, shared, i))?;
         handles.push(handle);
     }
-    let policy = (threads > 1).then(IoPolicy::new);
+    let policy = IoPolicy::new();
     Ok((
         Pool {
             queue,
