@@ -2,6 +2,7 @@
 //! rendered per request without re-parsing. Client-controlled text is escaped
 //! so a request cannot forge or break log lines. Formats; never writes files.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -332,9 +333,27 @@ fn render_part(part: &Part, rec: &AccessRecord<'_>, out: &mut String) {
     }
 }
 
+thread_local! {
+    /// The last second `push_time` wrote (timestamp, offset), as it wrote it:
+    /// a busy worker logs many lines a second.
+    static LAST_TIME: RefCell<(i64, i32, String)> = const { RefCell::new((0, 0, String::new())) };
+}
+
 /// `[10/Oct/2000:13:55:36 -0700]`, written by hand: chrono's `format` would
 /// re-parse its pattern on every request.
 fn push_time(out: &mut String, t: &DateTime<FixedOffset>) {
+    let key = (t.timestamp(), t.offset().local_minus_utc());
+    LAST_TIME.with_borrow_mut(|(secs, offset, text)| {
+        if (*secs, *offset) != key || text.is_empty() {
+            text.clear();
+            render_time(text, t);
+            (*secs, *offset) = key;
+        }
+        out.push_str(text);
+    });
+}
+
+fn render_time(out: &mut String, t: &DateTime<FixedOffset>) {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -495,5 +514,30 @@ mod tests {
     fn base64_rejects_bad_characters_and_lengths() {
         assert!(base64_decode("a*b").is_none());
         assert!(base64_decode("Y").is_none());
+    }
+
+    #[test]
+    fn a_remembered_time_is_written_again_only_for_its_own_second_and_offset() {
+        let utc = FixedOffset::east_opt(0).unwrap();
+        let west = FixedOffset::west_opt(7 * 3600).unwrap();
+        let at = |secs: i64, nanos: u32, tz: FixedOffset| {
+            DateTime::from_timestamp(secs, nanos)
+                .unwrap()
+                .with_timezone(&tz)
+        };
+        // In this order: the same second again, the same second elsewhere,
+        // the next second, and a second long past.
+        let cases = [
+            (at(971_185_536, 0, west), "[10/Oct/2000:06:45:36 -0700]"),
+            (at(971_185_536, 5, west), "[10/Oct/2000:06:45:36 -0700]"),
+            (at(971_185_536, 0, utc), "[10/Oct/2000:13:45:36 +0000]"),
+            (at(971_185_537, 0, utc), "[10/Oct/2000:13:45:37 +0000]"),
+            (at(0, 0, utc), "[01/Jan/1970:00:00:00 +0000]"),
+        ];
+        for (t, want) in cases {
+            let mut out = String::from("x");
+            push_time(&mut out, &t);
+            assert_eq!(out, format!("x{want}"), "{t}");
+        }
     }
 }

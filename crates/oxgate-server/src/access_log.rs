@@ -8,10 +8,12 @@
 //! busy stretch rather than per response (a write per line was 9% of the
 //! worker's CPU for a tiny response), and no later than that while idle.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, FixedOffset, Offset, TimeZone};
 
 use oxgate_config::{AccessLogFormat, AccessRecord};
 use oxgate_proto::RequestHead;
@@ -33,7 +35,8 @@ pub struct AccessLog {
 
 struct Lines {
     out: Box<dyn Write + Send>,
-    pending: Vec<u8>,
+    /// Rendered straight into, under the lock: no line of its own to copy.
+    pending: String,
 }
 
 impl Lines {
@@ -43,7 +46,7 @@ impl Lines {
         }
         // A failed write (a full disk, a closed pipe) drops these lines
         // rather than hold them, and every line after them, in memory.
-        let _ = self.out.write_all(&self.pending);
+        let _ = self.out.write_all(self.pending.as_bytes());
         let _ = self.out.flush();
         self.pending.clear();
     }
@@ -58,7 +61,11 @@ pub struct PendingLines(Arc<Mutex<Lines>>);
 
 impl PendingLines {
     pub fn flush(&self) {
-        lock(&self.0).write_out();
+        Self::flush_of(&self.0);
+    }
+
+    fn flush_of(lines: &Mutex<Lines>) {
+        lock(lines).write_out();
     }
 }
 
@@ -71,7 +78,7 @@ thread_local! {
 /// runs out of work.
 pub fn flush_lines() {
     if let Some(lines) = LEFT_IN.with(|l| l.borrow_mut().take()) {
-        lock(&lines).write_out();
+        PendingLines::flush_of(&lines);
     }
 }
 
@@ -96,7 +103,7 @@ impl AccessLog {
             target: target.to_owned(),
             lines: Arc::new(Mutex::new(Lines {
                 out,
-                pending: Vec::with_capacity(PENDING_MAX),
+                pending: String::with_capacity(PENDING_MAX),
             })),
             pid: std::process::id(),
             skip,
@@ -122,7 +129,7 @@ impl AccessLog {
 
     /// Write out every pending line (the worker's tick).
     pub fn flush(&self) {
-        lock(&self.lines).write_out();
+        PendingLines::flush_of(&self.lines);
     }
 
     /// A hold on the pending lines alone, to write them out after the
@@ -133,7 +140,11 @@ impl AccessLog {
 
     pub fn write(&self, e: &AccessEntry<'_>) {
         let duration: Duration = e.started.elapsed();
-        let start = chrono::Local::now() - chrono::Duration::from_std(duration).unwrap_or_default();
+        let start = local_time(
+            SystemTime::now()
+                .checked_sub(duration)
+                .unwrap_or(UNIX_EPOCH),
+        );
         let req_headers: Vec<(&str, &[u8])> = e.head.headers().map(|h| (h.name, h.value)).collect();
         // Made only for a format that shows them: an allocation per header.
         let pairs = e
@@ -159,15 +170,13 @@ impl AccessLog {
             request_headers: &req_headers,
             response_headers: &resp_headers,
             duration,
-            time: start.fixed_offset(),
+            time: start,
             pid: self.pid,
             request_id: e.request_id,
         };
-        let mut line = String::with_capacity(128);
-        self.format.render(&rec, &mut line);
-        line.push('\n');
         let mut lines = lock(&self.lines);
-        lines.pending.extend_from_slice(line.as_bytes());
+        self.format.render(&rec, &mut lines.pending);
+        lines.pending.push('\n');
         if lines.pending.len() >= PENDING_MAX {
             lines.write_out();
             return;
@@ -179,5 +188,49 @@ impl AccessLog {
                 *left = Some(self.lines.clone());
             }
         });
+    }
+}
+
+thread_local! {
+    /// The second the zone's offset was last looked up in, and the offset.
+    static OFFSET: Cell<Option<(i64, FixedOffset)>> = const { Cell::new(None) };
+}
+
+/// `at` in the server's local time. The zone's offset is looked up once a
+/// second per thread: `Local::now()` per line was 1% of a busy worker's CPU.
+fn local_time(at: SystemTime) -> DateTime<FixedOffset> {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = i64::try_from(since.as_secs()).unwrap_or(0);
+    let offset = match OFFSET.get() {
+        Some((s, offset)) if s == secs => offset,
+        _ => {
+            let offset = chrono::Local
+                .timestamp_opt(secs, 0)
+                .earliest()
+                .map_or_else(|| chrono::Utc.fix(), |t| t.offset().fix());
+            OFFSET.set(Some((secs, offset)));
+            offset
+        }
+    };
+    DateTime::from_timestamp(secs, since.subsec_nanos())
+        .unwrap_or_default()
+        .with_timezone(&offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_time_is_chronos_local_time_to_the_nanosecond() {
+        let base = SystemTime::now();
+        for step in [0, 1, 999_999_999, 1_000_000_000, 86_400_000_000_123] {
+            let at = base + Duration::from_nanos(step);
+            let want = DateTime::<chrono::Local>::from(at).fixed_offset();
+            assert_eq!(local_time(at), want);
+            // Again, from the offset looked up for this second.
+            assert_eq!(local_time(at), want);
+        }
+        assert_eq!(local_time(UNIX_EPOCH).timestamp(), 0);
     }
 }
