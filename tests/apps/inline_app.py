@@ -1,6 +1,7 @@
 """For tests/test_inline.py: which thread runs the app, and big responses.
 
-/thread      the app thread's kind: "main" (the worker's I/O thread) or "other"
+/thread      the app thread's kind: "main" (the worker's I/O thread) or "other";
+             ?spin_ms=N first computes for N ms, the GIL held (like a small view)
 /stats       how many /thread calls ran on each kind since the last /stats, as JSON
 /sleep       ?s=SECONDS, then the thread kind
 /big         ?mib=N (at most 64): N MiB from a generator, records close:big
@@ -70,6 +71,9 @@ def application(environ, start_response):
         )
         return [body]
     if path == "/thread":
+        until = time.perf_counter() + float(qs.get("spin_ms", "0")) / 1000
+        while time.perf_counter() < until:
+            pass
         with _counts_lock:
             _counts[thread_kind().decode()] += 1
     if path in ("/thread", "/sleep"):

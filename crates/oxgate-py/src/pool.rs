@@ -10,7 +10,10 @@
 //! read a streamed response), requests go to the app thread, so
 //! the I/O thread keeps reading, timing out and refusing (503) while the
 //! app works. A lane lock keeps it to one request at a time, as
-//! `--threads 1` promises.
+//! `--threads 1` promises. Once calls are fast again, the I/O thread takes
+//! the queue back: it runs the queued requests that write their own
+//! response (a body in memory) inline too, while the app thread steps aside
+//! for a moment, or under load the queue would never empty.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -26,7 +29,7 @@ use crate::environ::AppContext;
 use crate::gil_hold;
 use crate::hooks::{self, Hooks};
 use crate::io_policy::IoPolicy;
-use crate::queue::Queue;
+use crate::queue::{Front, Queue};
 use crate::respond::handle;
 
 pub struct Pool {
@@ -57,45 +60,110 @@ const GIL_CONTENDED: Duration = Duration::from_millis(1);
 /// Inline calls stop while app calls average more than this.
 const INLINE_MAX_NANOS: u64 = 1_000_000;
 
+/// How long the app thread waits for the I/O thread to take the queue
+/// back (see `Lane::yield_to_io`): on a shared core, the I/O thread runs
+/// at once if it has anything to do, and if it has nothing, waiting on is
+/// no use.
+const HANDBACK_WAIT: Duration = Duration::from_micros(500);
+
 /// The one app lane of `--threads 1`, shared by the I/O thread's inline
 /// calls and the app thread.
 struct Lane {
     /// Recent app call time, in nanoseconds: a moving average that a slow
     /// call lifts at once and fast calls bring down over a few dozen.
     recent: AtomicU64,
-    busy: Mutex<bool>,
+    state: Mutex<LaneState>,
     freed: Condvar,
     /// The app thread waits for the lane.
     wanted: AtomicUsize,
 }
 
+#[derive(Default)]
+struct LaneState {
+    busy: bool,
+    /// The I/O thread found the lane busy while calls are fast: it wants to
+    /// run the queued requests inline. Without this, requests queued in a
+    /// slow stretch keep new ones queuing behind them for as long as they
+    /// arrive faster than one thread answers, long after calls got fast
+    /// again: a hand-off per request where none is needed (Django's JSON
+    /// view at 64 connections stayed there).
+    handback: bool,
+    /// The app thread waits in `yield_to_io`.
+    yielding: bool,
+}
+
 impl Lane {
-    fn lock(&self) -> MutexGuard<'_, bool> {
-        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn try_take(&self) -> bool {
-        let mut busy = self.lock();
-        !std::mem::replace(&mut *busy, true)
+    /// Take the lane if it is free; if not, and `ask`, ask for the queue back.
+    fn try_take(&self, ask: bool) -> bool {
+        let mut st = self.lock();
+        if st.busy {
+            st.handback |= ask;
+            return false;
+        }
+        st.busy = true;
+        true
     }
 
     fn take(&self) {
-        let mut busy = self.lock();
-        while *busy {
-            busy = self
-                .freed
-                .wait(busy)
-                .unwrap_or_else(PoisonError::into_inner);
+        let mut st = self.lock();
+        while st.busy {
+            st = self.freed.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
-        *busy = true;
+        st.busy = true;
     }
 
+    /// The app thread is through with the lane.
     fn give(&self) {
-        *self.lock() = false;
+        self.release(false);
+    }
+
+    /// The I/O thread is through with the lane, and ran what it could of
+    /// the queue: anything the app thread asked back is answered.
+    fn give_back(&self) {
+        self.release(true);
+    }
+
+    fn release(&self, answered: bool) {
+        let mut st = self.lock();
+        st.busy = false;
+        st.handback &= !answered;
+        let yielding = st.yielding;
+        drop(st);
         // A futex wake costs a syscall: only when the app thread waits.
-        if self.wanted.load(Ordering::Acquire) > 0 {
+        if yielding || self.wanted.load(Ordering::Acquire) > 0 {
             self.freed.notify_one();
         }
+    }
+
+    /// On the app thread, before its next request: if the I/O thread asked
+    /// for the queue back, let it have it. Waits while the I/O thread holds
+    /// the lane, and for `max` for it to take it. Blocks: without the GIL.
+    fn yield_to_io(&self, max: Duration) {
+        let mut st = self.lock();
+        if !st.handback {
+            return;
+        }
+        let until = Instant::now() + max;
+        st.yielding = true;
+        while st.handback {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() && !st.busy {
+                // Not taken up: the I/O thread has nothing to do meanwhile.
+                st.handback = false;
+                break;
+            }
+            st = if st.busy {
+                self.freed.wait(st).unwrap_or_else(PoisonError::into_inner)
+            } else {
+                let waited = self.freed.wait_timeout(st, left);
+                waited.unwrap_or_else(PoisonError::into_inner).0
+            };
+        }
+        st.yielding = false;
     }
 }
 
@@ -107,6 +175,17 @@ impl Handler for Pool {
     }
 
     fn tend(&self) -> Option<Duration> {
+        // The app thread may be waiting to hand the queue back.
+        if let Some(lane) = &self.shared.lane {
+            if lane.asked_back()
+                && lane.fast()
+                && lane.wanted.load(Ordering::Acquire) == 0
+                && lane.try_take(false)
+                && self.run_queued(lane)
+            {
+                lane.give_back();
+            }
+        }
         // About to sleep (or between turns): the app threads woken here,
         // and any other Python thread, get the GIL back.
         gil_hold::release();
@@ -124,16 +203,44 @@ impl Handler for Pool {
         let Some(lane) = &self.shared.lane else {
             return Err(Box::new(req));
         };
-        // Queued requests go first: the app thread has them, or will.
-        if lane.recent.load(Ordering::Relaxed) > INLINE_MAX_NANOS
+        if !lane.fast()
             || lane.wanted.load(Ordering::Acquire) > 0
-            || !self.queue.is_empty()
-            || !lane.try_take()
+            || !lane.try_take(true)
+            || !self.run_queued(lane)
         {
             // The app thread has work, or is about to: it needs the GIL.
             gil_hold::release();
             return Err(Box::new(req));
         }
+        self.run_here(lane, req);
+        lane.give_back();
+        Ok(())
+    }
+}
+
+impl Pool {
+    /// With the lane held, on the I/O thread: run what is queued (those
+    /// requests go first) while calls stay fast. False, with the lane given
+    /// back, when the app thread is to run the rest (a request whose body
+    /// is still arriving or whose response goes through the outbox, or
+    /// calls that got slow).
+    fn run_queued(&self, lane: &Lane) -> bool {
+        loop {
+            match self.queue.take_front_if(|r| r.responder.writes_itself()) {
+                Front::Empty => return true,
+                Front::Taken(req) => self.run_here(lane, req),
+                Front::Refused => break,
+            }
+            if !lane.fast() {
+                break;
+            }
+        }
+        lane.give_back();
+        false
+    }
+
+    /// One call on the I/O thread, the lane held.
+    fn run_here(&self, lane: &Lane, req: Request) {
         let responder = req.responder.clone();
         // Kept after the call, for the next inline call of this turn.
         gil_hold::take();
@@ -144,9 +251,17 @@ impl Handler for Pool {
             lane.recent
                 .fetch_max(INLINE_MAX_NANOS.saturating_mul(4), Ordering::Relaxed);
         }
-        drop(responder);
-        lane.give();
-        Ok(())
+    }
+}
+
+impl Lane {
+    /// Calls are fast enough to run on the I/O thread.
+    fn fast(&self) -> bool {
+        self.recent.load(Ordering::Relaxed) <= INLINE_MAX_NANOS
+    }
+
+    fn asked_back(&self) -> bool {
+        self.lock().handback
     }
 }
 
@@ -183,7 +298,7 @@ pub fn start(
         served: AtomicU64::new(0),
         lane: (threads == 1).then(|| Lane {
             recent: AtomicU64::new(0),
-            busy: Mutex::new(false),
+            state: Mutex::new(LaneState::default()),
             freed: Condvar::new(),
             wanted: AtomicUsize::new(0),
         }),
@@ -214,6 +329,10 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
         // Out of requests: the responses this thread finished go out.
         let idle = oxgate_server::flush_responses;
         loop {
+            // Looked at first: giving up the GIL to wait costs what it saves.
+            if let Some(lane) = shared.lane.as_ref().filter(|l| l.asked_back()) {
+                py.detach(|| lane.yield_to_io(HANDBACK_WAIT));
+            }
             // A request already waiting is taken with the GIL kept: giving
             // it up and taking it back costs a request's worth of locking.
             let req = match queue.try_take(&mut me) {
@@ -338,5 +457,58 @@ fn with_hooks(py: Python<'_>, shared: &Shared, req: Request) {
             "post_request",
             &[worker, req_obj, environ.into_any(), resp],
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane() -> Arc<Lane> {
+        Arc::new(Lane {
+            recent: AtomicU64::new(0),
+            state: Mutex::new(LaneState::default()),
+            freed: Condvar::new(),
+            wanted: AtomicUsize::new(0),
+        })
+    }
+
+    #[test]
+    fn an_app_thread_asked_for_the_queue_waits_only_while_the_io_thread_takes_it() {
+        let lane = lane();
+        // Nothing asked: no wait.
+        let t = Instant::now();
+        lane.yield_to_io(Duration::from_secs(5));
+        assert!(t.elapsed() < Duration::from_secs(1));
+        // Asked, and nobody takes the lane: a short wait, and the ask is dropped.
+        assert!(lane.try_take(false));
+        assert!(!lane.try_take(true));
+        lane.give();
+        assert!(lane.asked_back());
+        let t = Instant::now();
+        lane.yield_to_io(Duration::from_millis(20));
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        assert!(!lane.asked_back());
+        // Asked, and the I/O thread takes the lane: waited for until it gives it back.
+        assert!(lane.try_take(false));
+        assert!(!lane.try_take(true));
+        lane.give();
+        let io = {
+            let lane = lane.clone();
+            std::thread::spawn(move || {
+                assert!(lane.try_take(false));
+                std::thread::sleep(Duration::from_millis(100));
+                lane.give_back();
+            })
+        };
+        while !lane.lock().busy {
+            std::thread::yield_now();
+        }
+        let t = Instant::now();
+        lane.yield_to_io(Duration::from_millis(1));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert!(!lane.asked_back());
+        assert!(!lane.lock().busy);
+        io.join().ok();
     }
 }

@@ -79,6 +79,14 @@ fn computing(stat: &File) -> bool {
         .is_some_and(|&state| state == b'R')
 }
 
+/// What `take_front_if` found.
+pub enum Front<T> {
+    Empty,
+    /// The first item, which the caller did not want.
+    Refused,
+    Taken(T),
+}
+
 /// One app thread's place in the queue.
 pub struct Taker {
     id: usize,
@@ -130,6 +138,17 @@ impl<T> Queue<T> {
 
     pub fn is_empty(&self) -> bool {
         self.lock().items.is_empty()
+    }
+
+    /// The first item, taken by a caller that is not a taker (the I/O
+    /// thread running queued requests itself) if `ok` accepts it.
+    pub fn take_front_if(&self, ok: impl FnOnce(&T) -> bool) -> Front<T> {
+        let mut st = self.lock();
+        match st.items.front() {
+            None => Front::Empty,
+            Some(item) if !ok(item) => Front::Refused,
+            Some(_) => st.next(false).map_or(Front::Empty, Front::Taken),
+        }
     }
 
     /// Wake a thread for what was pushed if none is busy, and call in
@@ -569,5 +588,20 @@ mod tests {
         assert_eq!(q.take(&mut me, || {}), Some(1));
         q.push(2).unwrap();
         assert_eq!(q.contended.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_front_is_taken_only_if_wanted_and_in_order() {
+        let q = Queue::new(8, Duration::from_secs(1), Duration::from_secs(1));
+        assert!(matches!(q.take_front_if(|_: &u32| true), Front::Empty));
+        for v in [1, 2, 3] {
+            q.push(v).unwrap();
+        }
+        assert!(matches!(q.take_front_if(|v| *v != 1), Front::Refused));
+        assert!(matches!(q.take_front_if(|v| *v == 1), Front::Taken(1)));
+        assert!(matches!(q.take_front_if(|_| true), Front::Taken(2)));
+        let mut me = q.taker();
+        assert_eq!(q.try_take(&mut me), Some(3));
+        assert!(q.is_empty());
     }
 }

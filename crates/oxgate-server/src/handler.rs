@@ -168,10 +168,11 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Look after the queue: wake the app side for what `call` queued, and
-    /// call in another app thread when the busy ones stall. Called on the
-    /// I/O thread whenever it is about to sleep (`call` need not wake
-    /// anyone: a burst of requests wakes the app side once), and on a timer
-    /// as long as it asks; None: at the next queued request.
+    /// call in another app thread when the busy ones stall; a handler that
+    /// runs requests inline may run queued ones here. Called on the I/O
+    /// thread whenever it is about to sleep (`call` need not wake anyone: a
+    /// burst of requests wakes the app side once), and on a timer as long
+    /// as it asks; None: at the next queued request.
     fn tend(&self) -> Option<Duration> {
         None
     }
@@ -413,11 +414,19 @@ impl Responder {
         }
     }
 
-    /// An inline responder's call had to wait for the client to read: the
-    /// I/O thread was held meanwhile.
+    /// A responder that writes on the socket itself (an inline call's, or
+    /// an app thread's for a body in memory): its request may run on the
+    /// I/O thread as an inline call, waiting on nobody but its client.
+    pub fn writes_itself(&self) -> bool {
+        matches!(self.to, To::Inline(_) | To::Handed(_))
+    }
+
+    /// The call had to wait for the client to read: on the I/O thread,
+    /// that thread was held meanwhile.
     pub fn waited_for_client(&self) -> bool {
         match &self.to {
             To::Inline(sink) => sink::lock(sink).waited(),
+            To::Handed(tx) => tx.sink().waited(),
             _ => false,
         }
     }
