@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from h2_client import H2
 from processes import wait_ready
 from support import RawConnection, run_oxgate, simple_request, wait_until
 
@@ -292,6 +293,23 @@ def test_an_app_threads_answer_is_counted_while_its_connection_stays_open(oxgate
         assert requests_by(scrape(addr)) == {("GET", "2xx"): 1, ("GET", "4xx"): 1}
         # The connection still serves.
         assert conn.request(simple_request("GET", "/")).status == 200
+
+
+def test_http2_answers_are_counted_and_leave_the_in_flight_count(oxgate):
+    server = oxgate("metrics_app", "--metrics-bind", "127.0.0.1:0")
+    wait_ready(server, 1)
+    addr = endpoint(server)
+    with H2.tcp(server.port) as c:
+        c.start()
+        assert c.get("/status/201").status == 201
+        assert c.get("/status/404").status == 404
+        wait_until(
+            lambda: sum(requests_by(scrape(addr)).values()) == 2,
+            5,
+            lambda: requests_by(scrape(addr)),
+        )
+        assert value(scrape(addr), "oxgate_requests_in_flight") == 0
+    assert requests_by(scrape(addr)) == {("GET", "2xx"): 1, ("GET", "4xx"): 1}
 
 
 def test_requests_refused_with_503_are_counted(oxgate):

@@ -1,7 +1,7 @@
-//! What is due when an HTTP/1 response ends: its access-log line and its
-//! metrics. Owned by whichever side sees the end first: the connection,
-//! or an app thread that wrote the whole response itself (which then
-//! need not wake the connection for it).
+//! What is due when a response ends: its access-log line and its metrics.
+//! For HTTP/1, owned by whichever side sees the end first: the connection,
+//! or an app thread that wrote the whole response itself (which then need
+//! not wake the connection for it). An HTTP/2 stream keeps its own.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +10,7 @@ use oxgate_proto::RequestHead;
 
 use crate::access_log::AccessEntry;
 use crate::encode::Encoder;
-use crate::handler::ConnInfo;
+use crate::handler::{ConnInfo, ResponseHead};
 use crate::observe::{now_us, SlowClient};
 use crate::request_id::RequestId;
 use crate::server::Shared;
@@ -66,22 +66,34 @@ impl Ending {
 
     /// The response in `enc` is over: count it and log it.
     pub(crate) fn record(self, enc: &Encoder, slow_body: bool) {
+        self.record_as(enc.status, enc.resp_head.as_ref(), enc.body_sent, slow_body);
+    }
+
+    /// The response is over with `status` (0: none went out), `resp_head`
+    /// and `body_sent` bytes of body: count it and log it.
+    pub(crate) fn record_as(
+        self,
+        status: u16,
+        resp_head: Option<&ResponseHead>,
+        body_sent: u64,
+        slow_body: bool,
+    ) {
         if let Some(o) = self.shared.observer.as_deref() {
             if slow_body {
                 o.slow_client(SlowClient::Body);
             }
             // Nothing answered (the client left first): in flight, not counted.
-            if enc.status >= 100 {
-                o.answered(&self.head, enc.status, self.since);
+            if status >= 100 {
+                o.answered(&self.head, status, self.since);
             }
         }
         if let (Some(log), Some(started)) = (self.shared.access_log.as_ref(), self.started) {
             log.write(&AccessEntry {
                 head: &self.head,
                 conn: &self.conn,
-                status: enc.status,
-                resp_head: enc.resp_head.as_ref(),
-                body_bytes: enc.body_sent,
+                status,
+                resp_head,
+                body_bytes: body_sent,
                 started,
                 request_id: self.request_id.as_deref().map(RequestId::as_str),
             });

@@ -6,7 +6,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -14,12 +13,12 @@ use h2::RecvStream;
 use oxgate_proto::h2_head::{head_from_h2, H2Request};
 use oxgate_proto::{BodyFraming, ProtoError, RequestHead};
 
-use crate::access_log::AccessEntry;
 use crate::body::Step;
+use crate::ending::Ending;
 use crate::h2_body::{prepare, Pump, Refusal};
 use crate::h2_send::Reply;
 use crate::handler::{ConnInfo, Request, Responder, ResponseRx};
-use crate::observe::{now_us, InFlight, SlowClient};
+use crate::observe::{now_us, SlowClient};
 use crate::request_id::RequestId;
 use crate::server::Shared;
 
@@ -55,14 +54,9 @@ pub(crate) async fn serve(
             return reply.fail(e.status(), e.reason(), &[]).await;
         }
     };
-    let _in_flight = observer.map(InFlight::start);
-    let logged = shared
-        .access_log
-        .as_ref()
-        .filter(|log| log.wants(head.path()));
-    let started = logged.map(|_| Instant::now());
-    let since = observer.map(|_| now_us());
     let request_id = shared.ids.as_ref().map(|ids| ids.for_request(&head));
+    let ending = Ending::start(&shared, &head, &info, request_id.as_ref());
+    let since = ending.as_ref().and_then(Ending::since);
     let stall = shared.settings.write_timeout;
     let is_head = head.method_is("HEAD");
     let mut reply = Reply::new(respond, is_head, request_id.clone(), stall);
@@ -91,22 +85,14 @@ pub(crate) async fn serve(
             call.run(recv, &mut reply, &shared).await;
         }
     }
-    if let Some(o) = observer {
-        // Nothing answered (the client left first): in flight, not counted.
-        if reply.status >= 100 {
-            o.answered(&head, reply.status, since);
-        }
-    }
-    if let (Some(log), Some(started)) = (logged, started) {
-        log.write(&AccessEntry {
-            head: &head,
-            conn: &info,
-            status: reply.status,
-            resp_head: reply.resp_head.as_ref(),
-            body_bytes: reply.body_sent,
-            started,
-            request_id: request_id.as_deref().map(RequestId::as_str),
-        });
+    if let Some(ending) = ending {
+        // A stalled body was counted where it was refused.
+        ending.record_as(
+            reply.status,
+            reply.resp_head.as_ref(),
+            reply.body_sent,
+            false,
+        );
     }
 }
 

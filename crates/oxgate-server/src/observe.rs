@@ -60,20 +60,3 @@ pub(crate) fn write_stalled() {
 pub fn write_stalls() -> u64 {
     WRITE_STALLS.load(Ordering::Relaxed)
 }
-
-/// One request in flight: `ended` runs when this drops, on every path out
-/// of the connection loop (a dropped task included).
-pub(crate) struct InFlight<'a>(&'a dyn Observer);
-
-impl<'a> InFlight<'a> {
-    pub(crate) fn start(observer: &'a dyn Observer) -> Self {
-        observer.started();
-        InFlight(observer)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.ended();
-    }
-}
