@@ -15,7 +15,7 @@
 //! response (a body in memory) inline too, while the app thread steps aside
 //! for a moment, or under load the queue would never empty.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -76,6 +76,9 @@ struct Lane {
     freed: Condvar,
     /// The app thread waits for the lane.
     wanted: AtomicUsize,
+    /// `state.handback`, written under the lock and read without it: the
+    /// app thread and the I/O thread look before every request and park.
+    asked: AtomicBool,
 }
 
 #[derive(Default)]
@@ -93,15 +96,42 @@ struct LaneState {
 }
 
 impl Lane {
+    fn new() -> Self {
+        Lane {
+            recent: AtomicU64::new(0),
+            state: Mutex::new(LaneState::default()),
+            freed: Condvar::new(),
+            wanted: AtomicUsize::new(0),
+            asked: AtomicBool::new(false),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, LaneState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Calls are fast enough to run on the I/O thread.
+    fn fast(&self) -> bool {
+        self.recent.load(Ordering::Relaxed) <= INLINE_MAX_NANOS
+    }
+
+    /// The I/O thread asked for the queue back (a hint: read without the lock).
+    fn asked_back(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    fn set_handback(&self, st: &mut LaneState, ask: bool) {
+        st.handback = ask;
+        self.asked.store(ask, Ordering::Release);
     }
 
     /// Take the lane if it is free; if not, and `ask`, ask for the queue back.
     fn try_take(&self, ask: bool) -> bool {
         let mut st = self.lock();
         if st.busy {
-            st.handback |= ask;
+            if ask && !st.handback {
+                self.set_handback(&mut st, true);
+            }
             return false;
         }
         st.busy = true;
@@ -130,7 +160,9 @@ impl Lane {
     fn release(&self, answered: bool) {
         let mut st = self.lock();
         st.busy = false;
-        st.handback &= !answered;
+        if answered && st.handback {
+            self.set_handback(&mut st, false);
+        }
         let yielding = st.yielding;
         drop(st);
         // A futex wake costs a syscall: only when the app thread waits.
@@ -153,7 +185,7 @@ impl Lane {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() && !st.busy {
                 // Not taken up: the I/O thread has nothing to do meanwhile.
-                st.handback = false;
+                self.set_handback(&mut st, false);
                 break;
             }
             st = if st.busy {
@@ -177,12 +209,7 @@ impl Handler for Pool {
     fn tend(&self) -> Option<Duration> {
         // The app thread may be waiting to hand the queue back.
         if let Some(lane) = &self.shared.lane {
-            if lane.asked_back()
-                && lane.fast()
-                && lane.wanted.load(Ordering::Acquire) == 0
-                && lane.try_take(false)
-                && self.run_queued(lane)
-            {
+            if lane.asked_back() && self.take_for_inline(lane, false) {
                 lane.give_back();
             }
         }
@@ -203,11 +230,7 @@ impl Handler for Pool {
         let Some(lane) = &self.shared.lane else {
             return Err(Box::new(req));
         };
-        if !lane.fast()
-            || lane.wanted.load(Ordering::Acquire) > 0
-            || !lane.try_take(true)
-            || !self.run_queued(lane)
-        {
+        if !self.take_for_inline(lane, true) {
             // The app thread has work, or is about to: it needs the GIL.
             gil_hold::release();
             return Err(Box::new(req));
@@ -219,6 +242,16 @@ impl Handler for Pool {
 }
 
 impl Pool {
+    /// On the I/O thread: take the lane if calls are fast and the app thread
+    /// does not want it, and run what is queued. True with the lane held
+    /// and the queue empty; if the lane is busy and `ask`, asks for it.
+    fn take_for_inline(&self, lane: &Lane, ask: bool) -> bool {
+        lane.fast()
+            && lane.wanted.load(Ordering::Acquire) == 0
+            && lane.try_take(ask)
+            && self.run_queued(lane)
+    }
+
     /// With the lane held, on the I/O thread: run what is queued (those
     /// requests go first) while calls stay fast. False, with the lane given
     /// back, when the app thread is to run the rest (a request whose body
@@ -254,17 +287,6 @@ impl Pool {
     }
 }
 
-impl Lane {
-    /// Calls are fast enough to run on the I/O thread.
-    fn fast(&self) -> bool {
-        self.recent.load(Ordering::Relaxed) <= INLINE_MAX_NANOS
-    }
-
-    fn asked_back(&self) -> bool {
-        self.lock().handback
-    }
-}
-
 /// What the app threads share: the app, its environ constants, and the
 /// worker's bookkeeping with the master.
 pub struct Shared {
@@ -296,12 +318,7 @@ pub fn start(
         ctx,
         worker,
         served: AtomicU64::new(0),
-        lane: (threads == 1).then(|| Lane {
-            recent: AtomicU64::new(0),
-            state: Mutex::new(LaneState::default()),
-            freed: Condvar::new(),
-            wanted: AtomicUsize::new(0),
-        }),
+        lane: (threads == 1).then(Lane::new),
     });
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -465,12 +482,7 @@ mod tests {
     use super::*;
 
     fn lane() -> Arc<Lane> {
-        Arc::new(Lane {
-            recent: AtomicU64::new(0),
-            state: Mutex::new(LaneState::default()),
-            freed: Condvar::new(),
-            wanted: AtomicUsize::new(0),
-        })
+        Arc::new(Lane::new())
     }
 
     #[test]

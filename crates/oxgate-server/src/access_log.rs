@@ -61,11 +61,7 @@ pub struct PendingLines(Arc<Mutex<Lines>>);
 
 impl PendingLines {
     pub fn flush(&self) {
-        Self::flush_of(&self.0);
-    }
-
-    fn flush_of(lines: &Mutex<Lines>) {
-        lock(lines).write_out();
+        lock(&self.0).write_out();
     }
 }
 
@@ -78,7 +74,7 @@ thread_local! {
 /// runs out of work.
 pub fn flush_lines() {
     if let Some(lines) = LEFT_IN.with(|l| l.borrow_mut().take()) {
-        PendingLines::flush_of(&lines);
+        lock(&lines).write_out();
     }
 }
 
@@ -129,7 +125,7 @@ impl AccessLog {
 
     /// Write out every pending line (the worker's tick).
     pub fn flush(&self) {
-        PendingLines::flush_of(&self.lines);
+        lock(&self.lines).write_out();
     }
 
     /// A hold on the pending lines alone, to write them out after the
