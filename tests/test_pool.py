@@ -107,9 +107,11 @@ def test_the_io_thread_yields_to_busy_app_threads_only_while_requests_pile_up(ox
     # A worker's main thread is its I/O thread. While requests keep arriving as the app
     # works, it runs SCHED_BATCH: an arriving request waits for the app thread's slice
     # instead of preempting it. Requests one at a time get the default policy back, so
-    # the I/O thread answers each at once. With one thread, calls of 2 ms are too slow
-    # to run inline: they go to the app thread, and pile up the same way.
-    pool = oxgate(APP, "--threads", threads)
+    # the I/O thread answers each at once. With one thread, a request whose body streams
+    # (past --request-buffer) always goes to the app thread: such requests pile up the
+    # same way. (Calls too slow to run inline, over 5 ms, cannot arrive fast enough.)
+    streamed = threads == "1"
+    pool = oxgate(APP, "--threads", threads, *(["--request-buffer", "0"] if streamed else []))
     pid = wait_ready(pool, 1)[0]
     assert os.sched_getscheduler(pid) == os.SCHED_OTHER
     stop = threading.Event()
@@ -117,7 +119,10 @@ def test_the_io_thread_yields_to_busy_app_threads_only_while_requests_pile_up(ox
     def spinner() -> None:
         with httpx.Client(base_url=pool.url, timeout=20) as c:
             while not stop.is_set():
-                c.get("/spin?ms=2")
+                if streamed:
+                    c.post("/spin?ms=2", content=b"x" * 100)
+                else:
+                    c.get("/spin?ms=2")
 
     clients = [threading.Thread(target=spinner) for _ in range(8)]
     for c in clients:

@@ -60,8 +60,9 @@ impl Exchange {
         // so their responses leave together: a client woken once for a
         // burst costs the machine less than one woken per response. Alone,
         // there is nobody to wait for, and a yield costs a poll of the
-        // driver (an epoll_wait) per request.
-        if shared.others_open() {
+        // driver (an epoll_wait) per request; after long calls, the others'
+        // calls would hold this response for as long as they run.
+        if shared.others_open() && shared.handler.batch_inline() {
             tokio::task::yield_now().await;
         }
         if failed {

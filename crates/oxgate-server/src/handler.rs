@@ -167,6 +167,14 @@ pub trait Handler: Send + Sync + 'static {
         Err(Box::new(req))
     }
 
+    /// Whether an inline call's response may wait for the calls of the
+    /// other connections with a request ready, to go out with theirs: while
+    /// calls are short, the burst costs the client fewer wakeups; once they
+    /// take a millisecond or more, it only holds the response back.
+    fn batch_inline(&self) -> bool {
+        true
+    }
+
     /// Look after the queue: wake the app side for what `call` queued, and
     /// call in another app thread when the busy ones stall; a handler that
     /// runs requests inline may run queued ones here. Called on the I/O
