@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import measure
 import report
@@ -183,22 +183,46 @@ def merge_rounds(rows: list[dict]) -> dict:
     }
 
 
-def run_scenario(sc: Scenario, names: list[str], args: argparse.Namespace, tmp: Path) -> list[dict]:
-    """Every chosen server on `sc`. With --interleave, rep by rep in turn (each server
-    started afresh each round), so a noisy minute on a shared machine lands on every
+def merge_ceilings(runs: list[dict]) -> dict:
+    """One ceiling from its rounds: the medians, or the first failure."""
+    if bad := [r for r in runs if r["status"] != "ok"]:
+        return bad[0]
+    med = statistics.median
+    return {
+        **runs[-1],
+        "rounds_us_per_call": [round(r["us_per_call"], 2) for r in runs],
+        "calls_per_s": med(r["calls_per_s"] for r in runs),
+        "us_per_call": med(r["us_per_call"] for r in runs),
+    }
+
+
+def run_scenario(
+    sc: Scenario,
+    names: list[str],
+    args: argparse.Namespace,
+    tmp: Path,
+    ceiling_run: Callable[[], dict] | None = None,
+) -> tuple[list[dict], dict | None]:
+    """Every chosen server on `sc`, then its Python ceiling if it has one. With
+    --interleave, rep by rep in turn (each server started afresh each round, the
+    ceiling run once a round), so a noisy minute on a shared machine lands on every
     server instead of on the one that happened to run then."""
     servers = [
         s for s in SERVERS if s.name in names and not (s.ceiling and not sc.ceiling_only_hello)
     ]
     rounds, per_round = (args.reps, 1) if args.interleave else (1, args.reps)
     got: dict[str, list[dict]] = {s.name: [] for s in servers}
+    ceilings: list[dict] = []
     for _ in range(rounds):
         for server in servers:
             done = got[server.name]
             if done and done[-1]["status"] != "ok":
                 continue  # skipped or failed: once is enough
             done.append(run_one(sc, server, args, tmp, per_round))
-    return [merge_rounds(got[s.name]) for s in servers]
+        if ceiling_run and not (ceilings and ceilings[-1]["status"] != "ok"):
+            ceilings.append(ceiling_run())
+    rows = [merge_rounds(got[s.name]) for s in servers]
+    return rows, merge_ceilings(ceilings) if ceilings else None
 
 
 def ceiling(scenario: str, app: str, path: str, seconds: float) -> dict:
@@ -222,6 +246,16 @@ def ceiling(scenario: str, app: str, path: str, seconds: float) -> dict:
         "command": shlex.join(cmd),
         **json.loads(out.stdout),
     }
+
+
+def ceiling_run(scenario: str, args: argparse.Namespace) -> Callable[[], dict] | None:
+    """One run of `scenario`'s Python ceiling, if it has one and it is wanted."""
+    if args.no_ceiling:
+        return None
+    for name, app, path in CEILINGS:
+        if name == scenario:
+            return lambda: ceiling(name, app, path, args.duration)
+    return None
 
 
 def version_of(cmd: list[str]) -> str:
@@ -323,14 +357,13 @@ def main() -> None:
             with (tmp / "10m.bin").open("wb") as f:
                 f.write(os.urandom(10 * 1024 * 1024))
             for sc in (s for s in SCENARIOS if s.name in scenarios):
-                for row in run_scenario(sc, servers, args, tmp):
+                rows, ceil = run_scenario(sc, servers, args, tmp, ceiling_run(sc.name, args))
+                for row in rows:
                     results["runs"].append(row)
                     print(report.one_line(row), flush=True)
-            if not args.no_ceiling:
-                for name, app, path in CEILINGS:
-                    if name in scenarios:
-                        results["ceilings"].append(ceiling(name, app, path, args.duration))
-                        print(report.ceiling_line(results["ceilings"][-1]), flush=True)
+                if ceil:
+                    results["ceilings"].append(ceil)
+                    print(report.ceiling_line(ceil), flush=True)
         results["meta"]["elapsed_s"] = round(time.monotonic() - started)
         args.out.mkdir(parents=True, exist_ok=True)
         result_file.write_text(json.dumps(results, indent=1) + "\n")

@@ -132,7 +132,10 @@ def markdown(res: dict[str, Any]) -> str:
         out += [
             "## Python ceiling (in-process, no server)",
             "",
-            "The same app called in a loop with a prepared environ, pinned to CPU 0.",
+            "The same app called in a loop with a prepared environ, pinned to CPU 0, timed "
+            "after a warm-up and with the loaded app frozen out of the garbage collector "
+            "(`gc.freeze()`); run after the scenario's servers in each round (with "
+            "`--interleave`), the median quoted.",
             "",
             "| scenario | calls/s | µs per call |",
             "| --- | --- | --- |",
