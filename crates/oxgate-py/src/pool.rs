@@ -69,11 +69,12 @@ const GIL_CONTENDED: Duration = Duration::from_millis(1);
 const INLINE_MAX_NANOS: u64 = 5_000_000;
 
 /// An inline call's response waits for the other ready connections' calls
-/// (`Handler::batch_inline`) while calls average up to this: a Django JSON
-/// view (0.25 ms) saved a client wakeup, about 25 us of CPU, per response;
-/// a 1.1 ms template view gained nothing and its p99 went from 115 to
-/// 150 ms at 64 connections.
-const BATCH_MAX_NANOS: u64 = 1_000_000;
+/// (`Handler::batch_inline`) while calls average up to this. The wait is
+/// up to a turn of the I/O loop, 61 calls: a Django JSON view (0.25 ms)
+/// saved a client wakeup, about 25 us of CPU, per response; a template
+/// view (a call of 0.9-1.1 ms) saved nothing, and its p99 at 64
+/// connections was 150-158 ms against 115-128 ms with no wait.
+const BATCH_MAX_NANOS: u64 = 500_000;
 
 /// How long the app thread waits for the I/O thread to take the queue
 /// back (see `Lane::yield_to_io`): on a shared core, the I/O thread runs
