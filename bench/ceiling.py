@@ -62,9 +62,9 @@ def main() -> None:
         if hasattr(body, "close"):
             body.close()
 
-    # Out of the timing: the first calls (the bench's Django loads on the first one),
-    # and the garbage collector's walks over the loaded app, which a server can
-    # spare its app as oxgate does (gc.freeze() once the app is loaded).
+    # Out of the timing: the first calls (Django imports the project's URLconf on the
+    # first one), and the garbage collector's walks over the loaded app, which a
+    # server can spare its app as oxgate does (gc.freeze() once the app is loaded).
     warm_until = time.perf_counter() + min(1.0, seconds / 10)
     while time.perf_counter() < warm_until:
         call()

@@ -38,8 +38,8 @@ REPO = BENCH.parent
 SETTLE = 0.5
 CEILINGS = [
     ("hello", "benchapps:hello", "/"),
-    ("django-json", "benchapps:django", "/json"),
-    ("django-template", "benchapps:django", "/template"),
+    ("django-json", "benchdjango:application", "/json"),
+    ("django-template", "benchdjango:application", "/template"),
 ]
 
 

@@ -40,8 +40,10 @@ SCENARIOS = [
         workers=2,
         ceiling_only_hello=True,
     ),
-    Scenario("django-json", "Django JsonResponse", "benchapps:django", "/json"),
-    Scenario("django-template", "Django template, 10 items", "benchapps:django", "/template"),
+    Scenario("django-json", "Django JsonResponse", "benchdjango:application", "/json"),
+    Scenario(
+        "django-template", "Django template, 10 items", "benchdjango:application", "/template"
+    ),
     Scenario("echo-64k", "POST echo, 64 KiB", "benchapps:echo", "/", script="post64k.lua"),
     Scenario("stream-1m-cl", "1 MiB in 64 KiB chunks, Content-Length", "benchapps:chunks_cl", "/"),
     Scenario("stream-1m-chunked", "1 MiB in 64 KiB chunks, chunked", "benchapps:chunks", "/"),

@@ -65,22 +65,6 @@ def file(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     return wrapper(f, 65536)
 
 
-_django: Callable[..., Iterable[bytes]] | None = None
-
-
-def django(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-    """The bench Django project (bench/apps/djsite), loaded on the first call so that
-    the other scenarios' RSS does not include Django. A plain function rather than a
-    module __getattr__: uWSGI looks the callable up in the module's dict."""
-    global _django
-    if _django is None:
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djsite.settings")
-        from django.core.wsgi import get_wsgi_application
-
-        _django = get_wsgi_application()
-    return _django(environ, start_response)
-
-
 def whitenoise_static(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     """hello behind whitenoise serving $OXGATE_BENCH_STATIC at /static/ (bench/static_files.py)."""
     return _whitenoise()(environ, start_response)
