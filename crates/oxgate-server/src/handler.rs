@@ -170,7 +170,7 @@ pub trait Handler: Send + Sync + 'static {
     /// Whether an inline call's response may wait for the calls of the
     /// other connections with a request ready, to go out with theirs: while
     /// calls are short, the burst costs the client fewer wakeups; once they
-    /// take a millisecond or more, it only holds the response back.
+    /// take longer, it only holds the response back.
     fn batch_inline(&self) -> bool {
         true
     }
