@@ -82,8 +82,8 @@ def main() -> None:
         if (now := time.perf_counter()) >= end:
             break
     elapsed = now - t0
-    if not status or not status[-1].startswith("200"):
-        raise SystemExit(f"{target} {path}: {status[-1]}")
+    if not status or not status[0].startswith("200"):
+        raise SystemExit(f"{target} {path}: {status[0] if status else 'no start_response'}")
     print(
         json.dumps(
             {
