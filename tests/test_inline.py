@@ -5,13 +5,17 @@ serving."""
 
 from __future__ import annotations
 
+import os
 import select
+import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from support import read_events, simple_request, wait_event
+from processes import wait_ready
+from support import read_events, simple_request, wait_event, wait_until
 
 APP = "inline_app"
 PATTERN = bytes(range(256)) * 256
@@ -113,6 +117,46 @@ def test_after_calls_of_milliseconds_each_inline_response_leaves_as_its_call_end
             c.close()
     # One after another, the last at least 7 calls (21 ms) after the first.
     assert max(arrived) - min(arrived) > 0.010, arrived
+
+
+def test_a_burst_of_short_calls_runs_once_every_request_of_it_is_read(oxgate):
+    # While calls are short, the I/O thread reads every request that is ready before
+    # it runs the first of their calls, so the calls run back to back, with Python's
+    # code and data still in the CPU's caches, instead of each after a socket read.
+    server = oxgate(APP, "--threads", "1")
+    (worker,) = wait_ready(server, 1)
+    unread = f"/unread?port={server.port}"
+    conns = [server.connect() for _ in range(8)]
+    try:
+
+        def round_inline() -> bool:
+            kinds = []
+            for c in conns:
+                c.send(simple_request("GET", unread))
+                kinds.append(c.read_response().body.split()[1])
+            return kinds == [b"main"] * len(conns)
+
+        # Calls short on average, so they run on the I/O thread.
+        wait_until(round_inline, 10, "a round of calls on the I/O thread")
+        # Held still while the requests arrive, the worker finds them all ready at once.
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            wait_until(lambda: stopped(worker), 5, lambda: f"worker {worker} to stop")
+            for c in conns:
+                c.send(simple_request("GET", unread))
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        seen = [c.read_response().body for c in conns]
+    finally:
+        for c in conns:
+            c.close()
+    assert seen == [b"0 main"] * len(conns), seen
+
+
+def stopped(pid: int) -> bool:
+    """Every thread of `pid` is stopped (state T)."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return all(t.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "T" for t in tasks)
 
 
 def test_more_threads_never_run_on_the_io_thread(oxgate):

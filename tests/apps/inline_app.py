@@ -8,13 +8,20 @@
 /write       ?mib=N: N MiB through write(), records close:write
 /pipe        writes to a pipe whose reader is gone: "epipe" if that raised BrokenPipeError
 /ticks       starts (once) a Python thread that counts every 5 ms; the count so far
+/unread      ?port=P: bytes clients sent to the worker's connections on port P that it
+             has not read yet, then the thread kind: "123 main"
 Bodies are a repeating 0..255 byte pattern, so a client can check every byte.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
+import stat
+import struct
+import termios
 import threading
 import time
 from urllib.parse import parse_qs
@@ -52,6 +59,33 @@ class Big:
         record(f"close:{self.tag}")
 
 
+def unread_bytes(port: int) -> int:
+    """What clients sent to this worker's connections on `port` that it has not read
+    yet: the receive queues of its sockets (cheap enough for a short call)."""
+    total = 0
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+        # A view of the server's own socket: detached, never closed, by this code.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
+        try:
+            here = sock.getsockname()
+            if not isinstance(here, tuple) or here[1] != port:
+                continue
+            sock.getpeername()  # a connection, not the listener
+            queued = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+            total += struct.unpack("i", queued)[0]
+        except OSError:
+            continue
+        finally:
+            sock.detach()
+    return total
+
+
 def application(environ, start_response):
     path = environ["PATH_INFO"]
     qs = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
@@ -80,6 +114,12 @@ def application(environ, start_response):
         if path == "/sleep":
             time.sleep(min(float(qs.get("s", "0.1")), 5.0))
         body = thread_kind()
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+    if path == "/unread":
+        body = b"%d %s" % (unread_bytes(int(qs["port"])), thread_kind())
         start_response(
             "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
         )

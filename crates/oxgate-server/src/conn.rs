@@ -124,6 +124,13 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                 // channel path.
                 let direct = pump.is_none() && !stream.is_tls();
                 let inline = direct && shared.handler.inline();
+                // Short calls of a burst run back to back, once the loop's
+                // turn has read every ready request: a call that follows a
+                // call finds Python's code and data in the caches, one that
+                // follows socket reads and parsing finds them partly evicted.
+                if inline && shared.others_open() && shared.handler.batch_inline() {
+                    tokio::task::yield_now().await;
+                }
                 let (responder, call, enc) = if inline {
                     // The app runs here and now, on this thread: no hand-off. The
                     // encoder comes back when the call ends.

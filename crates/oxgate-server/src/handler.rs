@@ -167,10 +167,12 @@ pub trait Handler: Send + Sync + 'static {
         Err(Box::new(req))
     }
 
-    /// Whether an inline call's response may wait for the calls of the
-    /// other connections with a request ready, to go out with theirs: while
-    /// calls are short, the burst costs the client fewer wakeups; once they
-    /// take longer, it only holds the response back.
+    /// Whether inline calls are short enough to run as a burst: each call
+    /// waits until the other connections with a request ready have read
+    /// theirs, and its response waits for their calls, to go out with
+    /// theirs. While calls are short, the calls run with warm caches and
+    /// the client is woken once for the burst; once they take longer, the
+    /// waits only hold the responses back.
     fn batch_inline(&self) -> bool {
         true
     }
