@@ -1,0 +1,103 @@
+"""Two oxgate builds (or settings) side by side: both up at once on CPU 0, wrk on CPU 1
+alternating between them a few seconds at a time, the order swapped every round. A slow
+minute of a shared machine then falls on both sides alike, and the paired ratio of each
+round says more than two separate runs: quote its median and how many rounds it won.
+
+    # a build against the installed one, Django JSON
+    python bench/ab.py --b-path /tmp/new-wheel --app benchdjango:application --path /json
+    # one build, a setting against another
+    python bench/ab.py --a-args "--threads 1" --b-args "--threads 4"
+
+A side's --X-path is put first on PYTHONPATH (an unzipped wheel: `unzip -d DIR x.whl`);
+without it the side runs the oxgate installed for --python. Run it with nothing else
+busy: an A/A run (the same build on both sides) shows what the machine's noise alone
+gives, and its ratio should be about 1 with about half the rounds won.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from measure import Sample, measured, wrk_cmd
+from pinned import Oxgate
+
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+def side(args: argparse.Namespace, name: str) -> Oxgate:
+    path = getattr(args, f"{name}_path")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [path, str(APPS)]))}
+    for pair in getattr(args, f"{name}_env"):
+        key, _, value = pair.partition("=")
+        env[key] = value
+    extra = shlex.split(getattr(args, f"{name}_args"))
+    oxgate_args = ["--workers", "1", *extra, "--chdir", str(APPS), args.app]
+    return Oxgate(oxgate_args, python=args.python, env=env, cwd=str(APPS))
+
+
+def post_script(size: int, folder: Path) -> Path:
+    script = folder / "post.lua"
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = string.rep("x", {size})\n'
+        'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+    )
+    return script
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--python", default=sys.executable, help="interpreter that runs oxgate")
+    p.add_argument("--app", default="benchapps:hello", help="app in bench/apps")
+    p.add_argument("--path", default="/", help="request path")
+    p.add_argument("--post", type=int, default=0, help="POST a body of this many bytes")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--seconds", type=int, default=2, help="of wrk per side per round")
+    p.add_argument("--rounds", type=int, default=20)
+    for name in ("a", "b"):
+        p.add_argument(f"--{name}-path", default="", help="put first on PYTHONPATH")
+        p.add_argument(f"--{name}-env", action="append", default=[], help="KEY=VALUE")
+        p.add_argument(f"--{name}-args", default="--threads 1", help="oxgate options")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="oxgate-ab-") as tmp:
+        script = post_script(args.post, Path(tmp)) if args.post else None
+        servers = {"A": side(args, "a")}
+        try:
+            servers["B"] = side(args, "b")
+            samples: dict[str, list[Sample]] = {"A": [], "B": []}
+
+            def run(name: str, seconds: int) -> Sample:
+                url = f"http://127.0.0.1:{servers[name].port}{args.path}"
+                cmd = wrk_cmd(url, args.connections, seconds, script)
+                return measured(cmd, seconds, servers[name].worker)
+
+            for name in servers:  # warm-up, not counted
+                run(name, 1)
+            for i in range(args.rounds):
+                for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
+                    samples[name].append(run(name, args.seconds))
+        finally:
+            for server in servers.values():
+                server.__exit__()
+    for name, got in samples.items():
+        rps = statistics.median(s.wrk.requests / args.seconds for s in got)
+        cpu = statistics.median(s.cpu_us_per_req for s in got)
+        p50 = statistics.median(s.wrk.p50_ms for s in got)
+        p99 = statistics.median(s.wrk.p99_ms for s in got)
+        print(f"{name}: {rps:,.0f} req/s, {cpu:.1f} us CPU/req, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    pairs = [b.cpu_us_per_req / a.cpu_us_per_req for a, b in zip(samples["A"], samples["B"])]
+    won = sum(r < 1 for r in pairs)
+    print(
+        f"B/A CPU per request: median {statistics.median(pairs):.3f}, "
+        f"B lower in {won} of {len(pairs)} rounds "
+        f"(spread {min(pairs):.2f}-{max(pairs):.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
