@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import Sample, measured, wrk_cmd
+from measure import Sample, measured, post_script, wrk_cmd
 from pinned import Oxgate
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -39,15 +39,6 @@ def side(args: argparse.Namespace, name: str) -> Oxgate:
     extra = shlex.split(getattr(args, f"{name}_args"))
     oxgate_args = ["--workers", "1", *extra, "--chdir", str(APPS), args.app]
     return Oxgate(oxgate_args, python=args.python, env=env, cwd=str(APPS))
-
-
-def post_script(size: int, folder: Path) -> Path:
-    script = folder / "post.lua"
-    script.write_text(
-        f'wrk.method = "POST"\nwrk.body = string.rep("x", {size})\n'
-        'wrk.headers["Content-Type"] = "application/octet-stream"\n'
-    )
-    return script
 
 
 def main() -> None:

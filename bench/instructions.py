@@ -35,7 +35,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from measure import free_port, wait_ready
+from measure import free_port, post_script, wait_ready
 from pinned import Oxgate
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -65,12 +65,7 @@ def run_once(args: argparse.Namespace, seconds: float, out: Path) -> tuple[int, 
         # Under valgrind a first request can take seconds (lazy imports).
         wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds:g}s", "--timeout", "60s"]
         if args.post:
-            script = out / "post.lua"
-            script.write_text(
-                f'wrk.method = "POST"\nwrk.body = string.rep("x", {args.post})\n'
-                'wrk.headers["Content-Type"] = "application/octet-stream"\n'
-            )
-            wrk += ["-s", str(script)]
+            wrk += ["-s", str(post_script(args.post, out))]
         done = subprocess.run(
             [*wrk, f"http://127.0.0.1:{port}{args.path}"],
             capture_output=True,

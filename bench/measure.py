@@ -147,6 +147,16 @@ def wrk_cmd(url: str, connections: int, seconds: int, script: Path | None) -> li
     return [*cmd, url]
 
 
+def post_script(size: int, folder: Path) -> Path:
+    """A wrk script in `folder` that POSTs a body of `size` bytes on every request."""
+    script = folder / "post.lua"
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = string.rep("x", {size})\n'
+        'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+    )
+    return script
+
+
 def run_wrk(cmd: list[str], seconds: float) -> WrkResult:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if out.returncode:

@@ -73,6 +73,12 @@ def exists(pid: int) -> bool:
     return True
 
 
+def stopped(pid: int) -> bool:
+    """True once every thread of `pid` is stopped (SIGSTOP: state T)."""
+    tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+    return all((st := _stat(tid)) is not None and st[0] == "T" for tid in tids)
+
+
 def alive(pid: int) -> bool:
     """True while `pid` runs (a zombie waiting for its parent counts as gone)."""
     st = _stat(pid)

@@ -11,10 +11,9 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from processes import wait_ready
+from processes import stopped, wait_ready
 from support import read_events, simple_request, wait_event, wait_until
 
 APP = "inline_app"
@@ -164,12 +163,6 @@ def test_a_burst_of_short_calls_runs_once_every_request_of_it_is_read(
     assert all(b.endswith(b" main") for b in seen), seen
     # Unread bytes of the others when each call ran: none, or some for the first.
     assert all(b.startswith(b"0 ") for b in seen) == all_read, seen
-
-
-def stopped(pid: int) -> bool:
-    """Every thread of `pid` is stopped (state T)."""
-    tasks = Path(f"/proc/{pid}/task").iterdir()
-    return all(t.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "T" for t in tasks)
 
 
 def test_more_threads_never_run_on_the_io_thread(oxgate):
