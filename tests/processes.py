@@ -11,6 +11,8 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from support import (
@@ -77,6 +79,18 @@ def stopped(pid: int) -> bool:
     """True once every thread of `pid` is stopped (SIGSTOP: state T)."""
     tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
     return all((st := _stat(tid)) is not None and st[0] == "T" for tid in tids)
+
+
+@contextmanager
+def held_still(pid: int) -> Iterator[None]:
+    """`pid` stopped (SIGSTOP) for the block, so all that clients send meanwhile is
+    there at once when it goes on."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: stopped(pid), 5, lambda: f"process {pid} to stop")
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def alive(pid: int) -> bool:

@@ -5,15 +5,13 @@ serving."""
 
 from __future__ import annotations
 
-import os
 import select
-import signal
 import socket
 import subprocess
 import time
 
 import pytest
-from processes import stopped, wait_ready
+from processes import held_still, wait_ready
 from support import read_events, simple_request, wait_event, wait_until
 
 APP = "inline_app"
@@ -149,13 +147,9 @@ def test_a_burst_of_short_calls_runs_once_every_request_of_it_is_read(
         # Calls short on average, so they run on the I/O thread.
         wait_until(round_inline, 10, "a round of calls on the I/O thread")
         # Held still while the requests arrive, the worker finds them all ready at once.
-        os.kill(worker, signal.SIGSTOP)
-        try:
-            wait_until(lambda: stopped(worker), 5, lambda: f"worker {worker} to stop")
+        with held_still(worker):
             for c in conns:
                 c.send(request)
-        finally:
-            os.kill(worker, signal.SIGCONT)
         seen = [c.read_response().body for c in conns]
     finally:
         for c in conns:

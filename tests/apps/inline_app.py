@@ -18,8 +18,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
-import stat
 import struct
 import termios
 import threading
@@ -27,6 +25,7 @@ import time
 from urllib.parse import parse_qs
 
 from _events import record
+from _sockets import connection_fds
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB
 _counts = {"main": 0, "other": 0}
@@ -63,26 +62,12 @@ def unread_bytes(port: int) -> int:
     """What clients sent to this worker's connections on `port` that it has not read
     yet: the receive queues of its sockets (cheap enough for a short call)."""
     total = 0
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
+    for fd in connection_fds(port):
         try:
-            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                continue
-        except OSError:
-            continue  # the listing's own descriptor, closed by now
-        # A view of the server's own socket: detached, never closed, by this code.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
-        try:
-            here = sock.getsockname()
-            if not isinstance(here, tuple) or here[1] != port:
-                continue
-            sock.getpeername()  # a connection, not the listener
             queued = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
-            total += struct.unpack("i", queued)[0]
         except OSError:
             continue
-        finally:
-            sock.detach()
+        total += struct.unpack("i", queued)[0]
     return total
 
 

@@ -394,7 +394,11 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
                     run(py, &shared, req, index);
                     lane.give();
                 }
-                None => run(py, &shared, req, index),
+                None => {
+                    // Its response waits for the next call's, if one is queued.
+                    oxgate_server::hold_responses(!queue.is_empty());
+                    run(py, &shared, req, index);
+                }
             }
         }
     });

@@ -14,6 +14,7 @@ mod h2_body;
 mod h2_send;
 mod h2_stream;
 pub mod handler;
+mod hold;
 pub mod listener;
 pub mod logging;
 pub mod observe;
@@ -35,6 +36,7 @@ pub use handler::{
     BodyError, BodyStream, ClientCert, ConnInfo, Disconnected, Handler, Request, RequestBody,
     Responder, ResponseHead, ResponseMsg, WholeBody,
 };
+pub use hold::hold_responses;
 pub use observe::{Observer, SlowClient};
 pub use outbox::flush_responses;
 pub use request_id::{RequestId, RequestIds};

@@ -50,10 +50,11 @@ thread_local! {
     static LEFT_IN: RefCell<Option<Arc<Outbox>>> = const { RefCell::new(None) };
 }
 
-/// Hand what this thread sent to the I/O thread now, and write out the
-/// access-log lines it left pending. An app thread calls it when it has no
-/// more requests to run.
+/// Write the responses held for the queue to run dry, hand what this thread
+/// sent to the I/O thread now, and write out the access-log lines it left
+/// pending. An app thread calls it when it has no more requests to run.
 pub fn flush_responses() {
+    crate::hold::write_held();
     if let Some(outbox) = LEFT_IN.with(|o| o.borrow_mut().take()) {
         outbox.flush();
     }

@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use crate::access_log::AccessLog;
 use crate::conn;
 use crate::handler::{ConnInfo, Handler};
+use crate::hold;
 pub use crate::listener::{BindError, Listener, Wire};
 use crate::outbox::Outbox;
 use crate::preamble::proxy_header_before_tls;
@@ -245,9 +246,19 @@ pub fn run(
         let tender = shared.clone();
         tokio::spawn(async move {
             loop {
-                match tender.handler.tend() {
+                // A response held while the clock is off starts it
+                // (`hold::held`); while it runs, the handler looks every
+                // millisecond or so (requests are queued).
+                let wait = match (tender.handler.tend(), hold::tend()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match wait {
                     Some(wait) => tokio::time::sleep(wait).await,
-                    None => tender.queued.notified().await,
+                    None => tokio::select! {
+                        () = tender.queued.notified() => {}
+                        () = hold::held() => {}
+                    },
                 }
             }
         });

@@ -1,9 +1,10 @@
 //! A response encoded by the thread that runs the app and written on the
 //! socket by that thread: an inline call's on the I/O thread, or a handed
-//! call's on an app thread. The connection keeps its socket open until it
-//! takes the encoder back, after which sends fail. The I/O thread must
-//! never wait for a handed call's sink lock: an app thread holds it while
-//! it waits for a slow client.
+//! call's on an app thread (or, when it was held for the calls queued
+//! behind it and they took long, by the I/O thread: see `hold`). The
+//! connection keeps its socket open until it takes the encoder back, after
+//! which sends fail. The I/O thread must never wait for a handed call's
+//! sink lock: an app thread holds it while it waits for a slow client.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use std::time::Duration;
 use crate::encode::Encoder;
 use crate::ending::Ending;
 use crate::handler::Disconnected;
+use crate::hold;
 use crate::response_queue::must_wait;
 
 /// A response being encoded, written by the calling thread itself only
@@ -218,6 +220,34 @@ impl HandedTx {
         if !sink.enc.as_ref().is_some_and(|enc| enc.ended) {
             return Ok(());
         }
+        if hold::holding() {
+            // More requests wait for this thread: written with theirs.
+            drop(sink);
+            hold::hold(self.clone());
+            return Ok(());
+        }
+        self.write_with(sink);
+        Ok(())
+    }
+
+    /// The response ended: write it out and let the connection know.
+    pub(crate) fn write_out(self) {
+        let sink = self.sink();
+        self.write_with(sink);
+    }
+
+    /// `write_out`, unless another thread holds the sink.
+    pub(crate) fn try_write_out(self) -> Result<(), HandedTx> {
+        let sink = match self.0.sink.try_lock() {
+            Ok(sink) => sink,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(self.clone()),
+        };
+        self.write_with(sink);
+        Ok(())
+    }
+
+    fn write_with(&self, mut sink: MutexGuard<'_, Sink>) {
         let needs_io = sink.write_end();
         if !needs_io {
             // The client has it all: log it now, rather than wake the
@@ -229,7 +259,6 @@ impl HandedTx {
         }
         drop(sink);
         self.0.signal(needs_io);
-        Ok(())
     }
 }
 
