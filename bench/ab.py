@@ -1,17 +1,22 @@
-"""Two oxgate builds (or settings) side by side: both up at once on CPU 0, wrk on CPU 1
-alternating between them a few seconds at a time, the order swapped every round. A slow
-minute of a shared machine then falls on both sides alike, and the paired ratio of each
-round says more than two separate runs: quote its median and how many rounds it won.
+"""Two oxgate builds (or settings, or oxgate and a peer) side by side: both up at once on
+CPU 0, wrk on CPU 1 alternating between them a few seconds at a time, the order swapped
+every round. A slow minute of a shared machine then falls on both sides alike, and the
+paired ratio of each round says more than two separate runs: quote its median and how
+many rounds it won.
 
     # a build against the installed one, Django JSON
     python bench/ab.py --b-path /tmp/new-wheel --app benchdjango:application --path /json
     # one build, a setting against another
     python bench/ab.py --a-args "--threads 1" --b-args "--threads 4"
+    # oxgate against bjoern (any server of bench/peers.py)
+    python bench/ab.py --b-server bjoern --app benchdjango:application --path /json
 
 A side's --X-path is put first on PYTHONPATH (an unzipped wheel: `unzip -d DIR x.whl`);
-without it the side runs the oxgate installed for --python. Run it with nothing else
-busy: an A/A run (the same build on both sides) shows what the machine's noise alone
-gives, and its ratio should be about 1 with about half the rounds won.
+without it the side runs the oxgate installed for --python. A peer side runs as `make
+bench` starts it (with --X-args ignored), and its CPU is its whole process tree's. Run it
+with nothing else busy: an A/A run (the same build on both sides) shows what the
+machine's noise alone gives, and its ratio should be about 1 with about half the rounds
+won.
 """
 
 from __future__ import annotations
@@ -24,18 +29,46 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import Sample, measured, post_script, wrk_cmd
+from compare import Running
+from measure import Sample, free_port, measured, post_script, wait_ready, wrk_cmd
+from peers import APPS, SERVERS
 from pinned import Oxgate
 
-APPS = Path(__file__).resolve().parent / "apps"
+
+class Peer:
+    """A server of bench/peers.py on CPU 0, as `make bench` starts it; stopped on exit."""
+
+    def __init__(self, name: str, app: str, path: str, env: dict[str, str], tmp: Path):
+        server = next((s for s in SERVERS if s.name == name), None)
+        if server is None:
+            raise SystemExit(f"unknown server {name}: one of {', '.join(s.name for s in SERVERS)}")
+        if (why := server.missing()) is not None:
+            raise SystemExit(f"{name} cannot run here: {why}")
+        self.port = free_port()
+        cmd = server.command(app, self.port, 1, tmp)
+        if isinstance(cmd, str):
+            raise SystemExit(f"{name}: {cmd}")
+        self.running = Running(["taskset", "-c", "0", *cmd], env, tmp / f"{name}-{self.port}.log")
+        try:
+            wait_ready(self.port, path, self.running.alive)
+        except RuntimeError:
+            self.running.__exit__()
+            raise
+        self.worker = self.running.proc.pid
+
+    def __exit__(self, *exc: object) -> None:
+        self.running.__exit__()
 
 
-def side(args: argparse.Namespace, name: str) -> Oxgate:
+def side(args: argparse.Namespace, name: str, tmp: Path) -> Oxgate | Peer:
     path = getattr(args, f"{name}_path")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [path, str(APPS)]))}
     for pair in getattr(args, f"{name}_env"):
         key, _, value = pair.partition("=")
         env[key] = value
+    server = getattr(args, f"{name}_server")
+    if server != "oxgate":
+        return Peer(server, args.app, args.path, env, tmp)
     extra = shlex.split(getattr(args, f"{name}_args"))
     oxgate_args = ["--workers", "1", *extra, "--chdir", str(APPS), args.app]
     return Oxgate(oxgate_args, python=args.python, env=env, cwd=str(APPS))
@@ -54,12 +87,15 @@ def main() -> None:
         p.add_argument(f"--{name}-path", default="", help="put first on PYTHONPATH")
         p.add_argument(f"--{name}-env", action="append", default=[], help="KEY=VALUE")
         p.add_argument(f"--{name}-args", default="--threads 1", help="oxgate options")
+        p.add_argument(
+            f"--{name}-server", default="oxgate", help="oxgate, or a server of bench/peers.py"
+        )
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="oxgate-ab-") as tmp:
         script = post_script(args.post, Path(tmp)) if args.post else None
-        servers = {"A": side(args, "a")}
+        servers = {"A": side(args, "a", Path(tmp))}
         try:
-            servers["B"] = side(args, "b")
+            servers["B"] = side(args, "b", Path(tmp))
             samples: dict[str, list[Sample]] = {"A": [], "B": []}
 
             def run(name: str, seconds: int) -> Sample:

@@ -2,12 +2,14 @@
 
 ?op=read | read_n&n=N | readline | readline_n&n=N | readlines&hint=N | iter | none
 After the op, "after" is one more read(): it must be '' (nothing past the body).
-Bytes are carried as latin-1 strings in the JSON answer.
+Bytes are carried as latin-1 strings in the JSON answer; "refs" has each piece's
+reference count, one higher for a piece some other object (the server) still holds.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from urllib.parse import parse_qs
 
 
@@ -53,6 +55,7 @@ def application(environ, start_response):
         "op": op,
         "pieces": [p.decode("latin-1") for p in pieces],
         "types": sorted({type(p).__name__ for p in pieces}),
+        "refs": [sys.getrefcount(p) for p in pieces],
         "after": None if after is None else after.decode("latin-1"),
         "content_length": environ.get("CONTENT_LENGTH"),
         "input_terminated": environ.get("wsgi.input_terminated"),

@@ -59,10 +59,10 @@ impl ConnCache {
     /// cache holds it, else a new one.
     pub fn input(&mut self, py: Python<'_>, body: RequestBody) -> PyResult<Py<WsgiInput>> {
         if let Some(input) = self.input.as_ref().filter(|i| sole(py, i)) {
-            input.get().reset(body);
+            input.get().reset(py, body);
             return Ok(input.clone_ref(py));
         }
-        let input = Py::new(py, WsgiInput::new(body))?;
+        let input = Py::new(py, WsgiInput::new(py, body))?;
         self.input = Some(input.clone_ref(py));
         Ok(input)
     }
@@ -95,7 +95,7 @@ impl ConnCache {
     /// closed response.
     pub fn end_request(&self, core: &SharedCore) {
         if let Some(input) = &self.input {
-            input.get().reset(RequestBody::Full(bytes::Bytes::new()));
+            input.get().clear();
         }
         lock(core).disconnect();
     }

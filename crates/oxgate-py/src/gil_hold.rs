@@ -56,6 +56,12 @@ pub fn take() {
     HELD.set(true);
 }
 
+/// Whether this thread holds the GIL from a [`take`]: the I/O thread
+/// within a turn that ran an inline call.
+pub fn holding() -> bool {
+    HELD.get()
+}
+
 /// Give up what [`take`] took on this thread; nothing otherwise. Must not be
 /// called inside `Python::attach`: the loop's park and the end of the
 /// runtime are the places.

@@ -6,13 +6,20 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
-use oxgate_server::{BodyError, RequestBody};
+use oxgate_server::{BodyError, BodyStream, RequestBody};
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
+use crate::lent_body::LentBody;
+use crate::pybytes::to_bytes;
+
 struct State {
-    body: RequestBody,
+    /// What is still arriving.
+    stream: Option<BodyStream>,
+    /// A body received into a `bytes` object: a read of all of it hands
+    /// out that object.
+    whole: Option<Py<PyBytes>>,
     /// Bytes received but not yet handed to the app.
     pending: Pending,
     eof: bool,
@@ -28,36 +35,65 @@ pub struct WsgiInput {
 }
 
 impl State {
-    fn new(body: RequestBody) -> Self {
+    fn new(py: Python<'_>, body: RequestBody) -> Self {
         let mut pending = Pending::default();
-        let eof = match &body {
-            RequestBody::Full(b) => {
-                pending.push(b.clone());
-                true
+        let (mut stream, mut whole) = (None, None);
+        match body {
+            RequestBody::Full(b) => pending.push(b),
+            RequestBody::Lent(lent) => {
+                if let Some(object) = LentBody::filled(lent) {
+                    pending.push(to_bytes(object.bind(py)));
+                    whole = Some(object);
+                }
             }
-            RequestBody::Stream(_) => false,
-        };
+            RequestBody::Stream(s) => stream = Some(s),
+        }
         State {
-            body,
+            eof: stream.is_none(),
+            stream,
+            whole,
             pending,
-            eof,
             gone: false,
         }
+    }
+
+    /// `data` as a Python object: the body's own when it is all of it.
+    fn object<'py>(&self, py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
+        if let Some(whole) = &self.whole {
+            let whole = whole.bind(py);
+            let all = whole.as_bytes();
+            if all.as_ptr() == data.as_ptr() && all.len() == data.len() {
+                return whole.clone();
+            }
+        }
+        PyBytes::new(py, data)
     }
 }
 
 impl WsgiInput {
-    pub fn new(body: RequestBody) -> Self {
+    pub fn new(py: Python<'_>, body: RequestBody) -> Self {
         WsgiInput {
-            state: Mutex::new(Some(State::new(body))),
+            state: Mutex::new(Some(State::new(py, body))),
         }
     }
 
     /// Start over with another body (the object is reused for the
     /// connection's next request).
-    pub fn reset(&self, body: RequestBody) {
-        let mut slot = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = Some(State::new(body));
+    pub fn reset(&self, py: Python<'_>, body: RequestBody) {
+        let state = State::new(py, body);
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+    }
+
+    /// The request is over: an empty body from now on.
+    pub fn clear(&self) {
+        let empty = State {
+            stream: None,
+            whole: None,
+            pending: Pending::default(),
+            eof: true,
+            gone: false,
+        };
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(empty);
     }
 
     /// A read found the client gone (or stalled past --body-timeout) before
@@ -69,10 +105,10 @@ impl WsgiInput {
             .is_ok_and(|s| s.as_ref().is_some_and(|s| s.gone))
     }
 
-    fn with_state<R>(
+    fn with_state<'py, R>(
         &self,
-        py: Python<'_>,
-        f: impl FnOnce(Python<'_>, &mut State) -> PyResult<R>,
+        py: Python<'py>,
+        f: impl FnOnce(Python<'py>, &mut State) -> PyResult<R>,
     ) -> PyResult<R> {
         let taken = self
             .state
@@ -98,7 +134,7 @@ impl State {
         if self.eof {
             return Ok(false);
         }
-        let RequestBody::Stream(stream) = &mut self.body else {
+        let Some(stream) = &mut self.stream else {
             self.eof = true;
             return Ok(false);
         };
@@ -226,14 +262,18 @@ fn size_arg(size: Option<i64>) -> Option<usize> {
 impl WsgiInput {
     #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
-        let data = self.with_state(py, |py, s| s.read(py, size_arg(size)))?;
-        Ok(PyBytes::new(py, &data))
+        self.with_state(py, |py, s| {
+            let data = s.read(py, size_arg(size))?;
+            Ok(s.object(py, &data))
+        })
     }
 
     #[pyo3(signature = (size=None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
-        let data = self.with_state(py, |py, s| s.readline(py, size_arg(size)))?;
-        Ok(PyBytes::new(py, &data))
+        self.with_state(py, |py, s| {
+            let data = s.readline(py, size_arg(size))?;
+            Ok(s.object(py, &data))
+        })
     }
 
     #[pyo3(signature = (hint=None))]
@@ -248,14 +288,14 @@ impl WsgiInput {
                     break;
                 }
                 total += line.len();
-                lines.push(line);
+                lines.push(s.object(py, &line));
                 if hint.is_some_and(|h| total >= h) {
                     break;
                 }
             }
             Ok(lines)
         })?;
-        PyList::new(py, lines.iter().map(|l| PyBytes::new(py, l)))
+        PyList::new(py, lines)
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -263,8 +303,10 @@ impl WsgiInput {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let line = self.with_state(py, |py, s| s.readline(py, None))?;
-        Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
+        self.with_state(py, |py, s| {
+            let line = s.readline(py, None)?;
+            Ok((!line.is_empty()).then(|| s.object(py, &line)))
+        })
     }
 }
 

@@ -17,6 +17,7 @@ mod gil_hold;
 mod hooks;
 mod input;
 mod io_policy;
+mod lent_body;
 mod metrics;
 mod pool;
 mod pybytes;

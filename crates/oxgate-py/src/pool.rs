@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use oxgate_server::observe::now_us;
-use oxgate_server::{Handler, Request};
+use oxgate_server::{BodyBuffer, Handler, Request};
 use oxgate_supervisor::WorkerContext;
 use pyo3::prelude::*;
 
@@ -30,6 +30,7 @@ use crate::environ::AppContext;
 use crate::gil_hold;
 use crate::hooks::{self, Hooks};
 use crate::io_policy::IoPolicy;
+use crate::lent_body::LentBody;
 use crate::queue::{Front, Queue};
 use crate::respond::handle;
 
@@ -248,6 +249,10 @@ impl Handler for Pool {
             .lane
             .as_ref()
             .is_some_and(|l| l.recent.load(Ordering::Relaxed) <= BATCH_MAX_NANOS)
+    }
+
+    fn body_buffer(&self, n: usize) -> Option<Box<dyn BodyBuffer>> {
+        LentBody::lend(n)
     }
 
     fn call_inline(&self, req: Request) -> Result<(), Box<Request>> {

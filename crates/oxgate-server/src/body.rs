@@ -2,15 +2,17 @@
 //! called when small, else pumped into the app's `wsgi.input` as it reads.
 //! Framing rules come from oxgate-proto; this module only moves bytes.
 
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use oxgate_proto::{BodyFraming, ChunkedDecoder, DecodeStep, ProtoError, RequestHead};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
-use crate::handler::{BodyError, BodyStream, RequestBody};
+use crate::handler::{BodyBuffer, BodyError, BodyStream, Handler, RequestBody};
 use crate::server::Settings;
 use crate::stream::Stream;
 
@@ -39,6 +41,7 @@ pub async fn prepare(
     buf: &mut BytesMut,
     head: &RequestHead,
     settings: &Settings,
+    handler: &dyn Handler,
 ) -> Result<Prepared, ProtoError> {
     let (limit, max_body, wait) = (
         settings.body_buffer,
@@ -63,6 +66,9 @@ pub async fn prepare(
     }
     if let Kind::Length(n) = kind {
         if let Some(n) = usize::try_from(n).ok().filter(|n| *n <= limit) {
+            if let Some(lent) = handler.body_buffer(n) {
+                return read_lent(stream, buf, lent, wait).await;
+            }
             return read_whole(stream, buf, n, wait).await;
         }
     }
@@ -113,6 +119,31 @@ async fn read_whole(
         }
     }
     Ok(Prepared::Ready(RequestBody::Full(buf.split_to(n).freeze())))
+}
+
+/// A body into memory the handler lent: what the connection buffer holds
+/// of it is copied over, the rest is read straight into it.
+async fn read_lent(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    mut lent: Box<dyn BodyBuffer>,
+    wait: Duration,
+) -> Result<Prepared, ProtoError> {
+    let mut space = ReadBuf::uninit(lent.space());
+    let have = buf.len().min(space.capacity());
+    space.put_slice(&buf[..have]);
+    buf.advance(have);
+    while space.remaining() > 0 {
+        let before = space.filled().len();
+        let read = poll_fn(|cx| Pin::new(&mut *stream).poll_read(cx, &mut space));
+        match timeout(wait, read).await {
+            Ok(Ok(())) if space.filled().len() > before => {}
+            Ok(_) => return Err(ProtoError::BadRequest("incomplete request body")),
+            // --body-timeout: the body stalled.
+            Err(_) => return Err(ProtoError::RequestTimeout),
+        }
+    }
+    Ok(Prepared::Ready(RequestBody::Lent(lent)))
 }
 
 fn streaming(pump: Pump, first: Bytes, expect_continue: bool) -> Prepared {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use oxgate_config::HttpVersions;
 use oxgate_proto::{parse_head, BodyFraming, Parsed, ProtoError, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,8 +34,14 @@ use crate::write::simple_response;
 /// keep the order that touches a body while it is warm.
 const BURST_BODY_MAX: usize = 4 * 1024;
 
+/// The most a read for a head takes off the socket: a body behind it stays
+/// there for the body's own read, which may go straight into memory the
+/// app's side lent (`Handler::body_buffer`) rather than through this
+/// buffer, which grows to the largest body read whole.
+const HEAD_READ: usize = 8 * 1024;
+
 pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>, wire: Wire) {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut buf = BytesMut::with_capacity(HEAD_READ);
     let before = match (wire, &shared.settings.proxy_allow) {
         (Wire::Uwsgi, _) => uwsgi_packet(&mut stream, &mut buf, info, &shared).await,
         // On a TLS port the header came before the handshake (server.rs).
@@ -113,7 +119,8 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
             }
             None => {
                 let settings = &shared.settings;
-                let prepared = prepare(&mut stream, &mut buf, &head, settings).await;
+                let prepared =
+                    prepare(&mut stream, &mut buf, &head, settings, &*shared.handler).await;
                 let (body, pump) = match prepared {
                     Ok(Prepared::Ready(body)) => (body, None),
                     Ok(Prepared::Streaming(body, pump)) => (body, Some(pump)),
@@ -140,6 +147,7 @@ pub async fn serve(mut stream: Stream, info: Arc<ConnInfo>, shared: Arc<Shared>,
                 // evicted in turn.
                 let small = match &body {
                     RequestBody::Full(b) => b.len() <= BURST_BODY_MAX,
+                    RequestBody::Lent(b) => b.len() <= BURST_BODY_MAX,
                     RequestBody::Stream(_) => false,
                 };
                 if inline && small && shared.others_open() && shared.handler.batch_inline() {
@@ -297,7 +305,8 @@ async fn read_head(
             *head_deadline.get_or_insert(now + settings.head_timeout)
         };
         timer.as_mut().reset(deadline);
-        let read = stream.read_buf(buf);
+        let mut room = (&mut *buf).limit(HEAD_READ);
+        let read = stream.read_buf(&mut room);
         let res = if idle {
             // Between requests a stopping server closes idle connections; a
             // connection accepted just before the stop still gets its answer.

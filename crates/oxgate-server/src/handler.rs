@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::fs::File;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -186,6 +187,28 @@ pub trait Handler: Send + Sync + 'static {
     fn tend(&self) -> Option<Duration> {
         None
     }
+
+    /// Memory of the app's side to read a body of `n` bytes into, read
+    /// whole before the call (it fits the body buffer): the app then gets
+    /// the body as it came off the socket, not a copy of it. Called on the
+    /// I/O thread, so it must not block; None: into the connection's
+    /// buffer, as usual.
+    fn body_buffer(&self, _n: usize) -> Option<Box<dyn BodyBuffer>> {
+        None
+    }
+}
+
+/// A body's worth of memory lent by `Handler::body_buffer`; it comes back,
+/// filled, as `RequestBody::Lent`.
+pub trait BodyBuffer: Send {
+    /// All of it, to fill: as long as the body. Not yet initialised.
+    fn space(&mut self) -> &mut [MaybeUninit<u8>];
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// For the lender to take its own type back.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }
 
 /// Why the body could not be read.
@@ -212,6 +235,8 @@ impl std::fmt::Display for BodyError {
 /// The request body: already read in full, or streamed from the connection.
 pub enum RequestBody {
     Full(Bytes),
+    /// Read in full into what `Handler::body_buffer` lent.
+    Lent(Box<dyn BodyBuffer>),
     Stream(BodyStream),
 }
 

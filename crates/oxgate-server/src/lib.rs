@@ -33,8 +33,8 @@ mod write;
 
 pub use access_log::AccessLog;
 pub use handler::{
-    BodyError, BodyStream, ClientCert, ConnInfo, Disconnected, Handler, Request, RequestBody,
-    Responder, ResponseHead, ResponseMsg, WholeBody,
+    BodyBuffer, BodyError, BodyStream, ClientCert, ConnInfo, Disconnected, Handler, Request,
+    RequestBody, Responder, ResponseHead, ResponseMsg, WholeBody,
 };
 pub use hold::hold_responses;
 pub use observe::{Observer, SlowClient};
