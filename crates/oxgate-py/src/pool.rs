@@ -401,7 +401,7 @@ fn serve(queue: &Queue<Request>, shared: Arc<Shared>, index: usize) {
                 }
                 None => {
                     // Its response waits for the next call's, if one is queued.
-                    oxgate_server::hold_responses(!queue.is_empty());
+                    oxgate_server::hold_responses(me.more);
                     run(py, &shared, req, index);
                 }
             }

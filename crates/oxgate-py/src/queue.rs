@@ -95,6 +95,8 @@ pub struct Taker {
     /// Park at the next take if another thread is busy: this one waited
     /// for the GIL, so the busy ones keep it in use without its help.
     pub retire: bool,
+    /// More items waited behind the one it took last.
+    pub more: bool,
 }
 
 impl<T> Queue<T> {
@@ -238,6 +240,7 @@ impl<T> Queue<T> {
             id: st.threads.len() - 1,
             counted: false,
             retire: false,
+            more: false,
         }
     }
 
@@ -259,6 +262,7 @@ impl<T> Queue<T> {
             st.busy += 1;
             me.counted = true;
         }
+        me.more = !st.items.is_empty();
         Some(item)
     }
 
@@ -277,12 +281,14 @@ impl<T> Queue<T> {
             // An awake thread goes on with whatever is queued, before and
             // after `idle` (which may take a while, unlocked).
             if let Some(item) = st.next(retiring) {
+                me.more = !st.items.is_empty();
                 return Some(item);
             }
             drop(st);
             idle();
             st = self.lock();
             if let Some(item) = st.next(retiring) {
+                me.more = !st.items.is_empty();
                 return Some(item);
             }
             retiring = false;

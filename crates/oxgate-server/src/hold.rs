@@ -64,7 +64,8 @@ pub(crate) fn holding() -> bool {
     HOLDING.with(Cell::get)
 }
 
-/// Write what waits, now (an app thread out of requests).
+/// Write what waits, now: an app thread out of requests, or about to run
+/// a call that leaves the queue empty (`hold_responses(false)`).
 pub(crate) fn write_held() {
     if HELD.since.load(Ordering::Relaxed) != 0 {
         for tx in HELD.take() {
