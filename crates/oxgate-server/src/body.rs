@@ -66,7 +66,9 @@ pub async fn prepare(
     }
     if let Kind::Length(n) = kind {
         if let Some(n) = usize::try_from(n).ok().filter(|n| *n <= limit) {
-            if let Some(lent) = handler.body_buffer(n) {
+            // Exactly the body's length, or the read would take bytes of
+            // the next request (or leave some of this body for it).
+            if let Some(lent) = handler.body_buffer(n).filter(|b| b.len() == n) {
                 return read_lent(stream, buf, lent, wait).await;
             }
             return read_whole(stream, buf, n, wait).await;
