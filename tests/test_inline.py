@@ -117,12 +117,12 @@ def test_after_calls_of_milliseconds_each_inline_response_leaves_as_its_call_end
 
 
 @pytest.mark.parametrize(
-    ("body", "all_read"),
+    ("body", "read_first"),
     [(0, True), (1024, True), (32 * 1024, False)],
     ids=["no-body", "small-body", "big-body"],
 )
 def test_a_burst_of_short_calls_runs_once_every_request_of_it_is_read(
-    oxgate, body: int, all_read: bool
+    oxgate, body: int, read_first: bool
 ):
     # While calls are short, the I/O thread reads every request that is ready before
     # it runs the first of their calls, so the calls run back to back, with Python's
@@ -131,32 +131,45 @@ def test_a_burst_of_short_calls_runs_once_every_request_of_it_is_read(
     # its body is still in the caches.
     server = oxgate(APP, "--threads", "1")
     (worker,) = wait_ready(server, 1)
-    request = simple_request(
-        "POST" if body else "GET", f"/unread?port={server.port}", body=b"x" * body
-    )
+    path = f"/unread?port={server.port}"
+    request = simple_request("POST" if body else "GET", path, body=b"x" * body)
     conns = [server.connect() for _ in range(8)]
     try:
 
-        def round_inline() -> bool:
-            kinds = []
-            for c in conns:
-                c.send(request)
-                kinds.append(c.read_response().body.split()[1])
-            return kinds == [b"main"] * len(conns)
+        def burst(req: bytes) -> list[bytes]:
+            # Held still while the requests arrive, the worker finds them all ready
+            # at once.
+            with held_still(worker):
+                for c in conns:
+                    c.send(req)
+            return [c.read_response().body for c in conns]
 
-        # Calls short on average, so they run on the I/O thread.
-        wait_until(round_inline, 10, "a round of calls on the I/O thread")
-        # Held still while the requests arrive, the worker finds them all ready at once.
-        with held_still(worker):
-            for c in conns:
-                c.send(request)
-        seen = [c.read_response().body for c in conns]
+        def all_read(seen: list[bytes]) -> bool:
+            return all(b.startswith(b"0 ") for b in seen)
+
+        get = simple_request("GET", path)
+
+        def measured() -> list[bytes] | None:
+            # Only while calls are short on average do they run as a burst, which a
+            # round of GETs shows. One slow call (a busy machine, the first calls of
+            # a fresh interpreter) lifts the average at once and a few dozen fast ones
+            # bring it down, even within a round: a round that may have left that
+            # state is run again. So a burst must show up within the wait, and a big
+            # body's round counts only between two bursts.
+            if not all_read(burst(get)):
+                return None
+            seen = burst(request)
+            if read_first:
+                return seen if all_read(seen) else None
+            return seen if all_read(burst(get)) else None
+
+        seen = wait_until(measured, 20, "a round between two bursts of GETs")
     finally:
         for c in conns:
             c.close()
     assert all(b.endswith(b" main") for b in seen), seen
     # Unread bytes of the others when each call ran: none, or some for the first.
-    assert all(b.startswith(b"0 ") for b in seen) == all_read, seen
+    assert all(b.startswith(b"0 ") for b in seen) == read_first, seen
 
 
 def test_more_threads_never_run_on_the_io_thread(oxgate):
