@@ -257,12 +257,11 @@ impl<T> Queue<T> {
             // Alone: it goes on, as `take` would let it.
             me.retire = false;
         }
-        let item = st.next(false)?;
+        let item = st.next_for(me, false)?;
         if !me.counted {
             st.busy += 1;
             me.counted = true;
         }
-        me.more = !st.items.is_empty();
         Some(item)
     }
 
@@ -280,15 +279,13 @@ impl<T> Queue<T> {
         loop {
             // An awake thread goes on with whatever is queued, before and
             // after `idle` (which may take a while, unlocked).
-            if let Some(item) = st.next(retiring) {
-                me.more = !st.items.is_empty();
+            if let Some(item) = st.next_for(me, retiring) {
                 return Some(item);
             }
             drop(st);
             idle();
             st = self.lock();
-            if let Some(item) = st.next(retiring) {
-                me.more = !st.items.is_empty();
+            if let Some(item) = st.next_for(me, retiring) {
                 return Some(item);
             }
             retiring = false;
@@ -331,6 +328,13 @@ impl<T> State<T> {
         }
         let item = self.items.pop_front()?;
         self.progress = Instant::now();
+        Some(item)
+    }
+
+    /// `next` for a taker, which learns whether more items wait.
+    fn next_for(&mut self, me: &mut Taker, retiring: bool) -> Option<T> {
+        let item = self.next(retiring)?;
+        me.more = !self.items.is_empty();
         Some(item)
     }
 
