@@ -102,3 +102,57 @@ def test_a_client_gone_in_a_lent_body_is_answered_and_the_worker_goes_on(oxgate)
 def test_a_lent_body_that_stalls_is_cut_after_body_timeout(oxgate):
     rest = cut_short(oxgate("input_app", "--body-timeout", "1"), send_eof=False)
     assert rest.startswith(b"HTTP/1.1 408 "), rest
+
+
+# --threads 4: the I/O thread never holds the GIL, so it takes a spare `bytes` object
+# that an app thread made ahead of need (after a large body found none), and the app
+# thread cuts it to the body's length before the call.
+
+
+def read_until_lent(conn, body: bytes, copied_refs: int) -> None:
+    """Post `body` (read whole by the app), one at a time, until the app gets the
+    server's object: an app thread makes a spare after its call, which may end after
+    the next body was read."""
+    for _ in range(20):
+        conn.send(post("op=read", body))
+        got = conn.read_response().json()
+        assert latin1(got["pieces"]) == body
+        if got["refs"] == [copied_refs + 1]:
+            return
+    raise AssertionError(f"a body of {len(body)} bytes was copied 20 times")
+
+
+def test_with_more_threads_a_large_body_goes_into_a_spare_object_cut_to_it(oxgate):
+    server = oxgate("input_app", "--threads", "4")
+    with server.connect() as conn:
+        conn.send(post("op=read", BIG[:2048]))
+        copied = conn.read_response().json()["refs"][0]
+        conn.send(post("op=read", BIG))
+        first = conn.read_response().json()
+        assert latin1(first["pieces"]) == BIG
+        assert first["refs"] == [copied], "a spare was there before any large body"
+        read_until_lent(conn, BIG, copied)  # as large as the spare
+        read_until_lent(conn, BIG[:20000], copied)  # cut to the body
+        # Read in pieces and by lines, whether lent (cut or not) or copied: the body.
+        lines = LINES[: 23 * 1500]
+        for _ in range(3):
+            conn.send(post("op=read_n&n=1000", BIG[:30000]) + post("op=readline", lines))
+            pieces, by_line = conn.read_response(), conn.read_response()
+            assert latin1(pieces.json()["pieces"]) == BIG[:30000]
+            assert latin1(by_line.json()["pieces"]) == lines
+            assert len(by_line.json()["pieces"]) == 1501
+
+
+def test_with_more_threads_a_client_gone_in_a_spare_body_is_answered(oxgate):
+    server = oxgate("input_app", "--threads", "4")
+    with server.connect() as conn:
+        conn.send(post("op=read", BIG[:2048]))
+        copied = conn.read_response().json()["refs"][0]
+        read_until_lent(conn, BIG, copied)
+        # The next spare, made by now, takes half a body, then EOF.
+        conn.send(post("op=read", BIG[:20000], length=len(BIG)))
+        conn.sock.shutdown(socket.SHUT_WR)
+        rest = conn.wait_closed(timeout=10)
+    assert rest.startswith(b"HTTP/1.1 400 "), rest
+    with server.connect() as conn:
+        read_until_lent(conn, BIG, copied)

@@ -20,6 +20,8 @@ struct State {
     /// A body received into a `bytes` object: a read of all of it hands
     /// out that object.
     whole: Option<Py<PyBytes>>,
+    /// Why the body cannot be read, for the first read to raise.
+    lost: Option<PyErr>,
     /// Bytes received but not yet handed to the app.
     pending: Pending,
     eof: bool,
@@ -37,22 +39,35 @@ pub struct WsgiInput {
 impl State {
     fn new(py: Python<'_>, body: RequestBody) -> Self {
         let mut pending = Pending::default();
-        let (mut stream, mut whole) = (None, None);
+        let (mut stream, mut whole, mut lost) = (None, None, None);
         match body {
             RequestBody::Full(b) => pending.push(b),
-            RequestBody::Lent(lent) => {
-                if let Some(object) = LentBody::filled(lent) {
+            RequestBody::Lent(lent) => match LentBody::filled(py, lent) {
+                Ok(object) => {
                     pending.push(to_bytes(object.bind(py)));
                     whole = Some(object);
                 }
-            }
+                Err(e) => lost = Some(e),
+            },
             RequestBody::Stream(s) => stream = Some(s),
         }
         State {
-            eof: stream.is_none(),
+            eof: stream.is_none() && lost.is_none(),
             stream,
             whole,
+            lost,
             pending,
+            gone: false,
+        }
+    }
+
+    fn empty() -> Self {
+        State {
+            stream: None,
+            whole: None,
+            lost: None,
+            pending: Pending::default(),
+            eof: true,
             gone: false,
         }
     }
@@ -86,14 +101,7 @@ impl WsgiInput {
 
     /// The request is over: an empty body from now on.
     pub fn clear(&self) {
-        let empty = State {
-            stream: None,
-            whole: None,
-            pending: Pending::default(),
-            eof: true,
-            gone: false,
-        };
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(empty);
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(State::empty());
     }
 
     /// A read found the client gone (or stalled past --body-timeout) before
@@ -133,6 +141,10 @@ impl State {
     fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
         if self.eof {
             return Ok(false);
+        }
+        if let Some(e) = self.lost.take() {
+            self.eof = true;
+            return Err(e);
         }
         let Some(stream) = &mut self.stream else {
             self.eof = true;

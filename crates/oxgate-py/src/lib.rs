@@ -25,6 +25,7 @@ mod pystr;
 mod queue;
 mod reloader;
 mod respond;
+mod spare_bodies;
 mod start_response;
 mod traceback;
 mod worker;

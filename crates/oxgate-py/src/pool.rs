@@ -33,6 +33,7 @@ use crate::io_policy::IoPolicy;
 use crate::lent_body::LentBody;
 use crate::queue::{Front, Queue};
 use crate::respond::handle;
+use crate::spare_bodies::SpareBodies;
 
 pub struct Pool {
     queue: Arc<Queue<Request>>,
@@ -252,7 +253,7 @@ impl Handler for Pool {
     }
 
     fn body_buffer(&self, n: usize) -> Option<Box<dyn BodyBuffer>> {
-        LentBody::lend(n)
+        LentBody::lend(n).or_else(|| self.shared.spares.take(n))
     }
 
     fn call_inline(&self, req: Request) -> Result<(), Box<Request>> {
@@ -327,6 +328,7 @@ pub struct Shared {
     request_hooks: bool,
     served: AtomicU64,
     lane: Option<Lane>,
+    spares: SpareBodies,
 }
 
 /// Start `threads` app threads; `queue` requests may wait for one.
@@ -348,6 +350,7 @@ pub fn start(
         worker,
         served: AtomicU64::new(0),
         lane: (threads == 1).then(Lane::new),
+        spares: SpareBodies::default(),
     });
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -448,6 +451,7 @@ fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
             .store((avg - avg / 8).saturating_add(took / 8), Ordering::Relaxed);
     }
     w.scoreboard.end(w.slot, index);
+    shared.spares.refill(py);
     let served = shared.served.fetch_add(1, Ordering::Relaxed) + 1;
     if w.max_requests > 0 && served == w.max_requests {
         log::info!("Autorestarting worker after {served} requests");

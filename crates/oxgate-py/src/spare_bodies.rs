@@ -1,0 +1,89 @@
+//! `bytes` objects made ahead of need by the app threads, for the I/O
+//! thread to receive request bodies into when it does not hold the GIL
+//! (`--threads` > 1, whose I/O thread never does, and the first body of a
+//! turn with one thread): it may not wait for the GIL to make one, so it
+//! takes a spare, and the app thread cuts it to the body's length before
+//! the call (`LentBody::filled`).
+//!
+//! Made on demand: a body that found no spare raises how many are kept and
+//! their size, up to `MAX_SPARES` of the largest body read whole. A body
+//! with a spare is not also held in the connection's buffer, so in flight
+//! they cost no more memory than before; the idle ones cost at most
+//! `MAX_SPARES` bodies per worker.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use oxgate_server::BodyBuffer;
+use pyo3::prelude::*;
+
+use crate::lent_body::{LentBody, LEND_MIN};
+
+/// Spares kept at most: a turn of the I/O loop may read several bodies
+/// before an app thread runs to make more.
+const MAX_SPARES: usize = 16;
+
+#[derive(Default)]
+pub struct SpareBodies {
+    spares: Mutex<Vec<LentBody>>,
+    /// How many there are, read without the lock after every request.
+    have: AtomicUsize,
+    /// How many to keep: one more for every body that found none.
+    wanted: AtomicUsize,
+    /// Their size: the largest body that found none.
+    size: AtomicUsize,
+}
+
+impl SpareBodies {
+    /// A spare for a body of `n` bytes, cut to it: None if there is none
+    /// big enough, which asks the app threads for one.
+    pub fn take(&self, n: usize) -> Option<Box<dyn BodyBuffer>> {
+        if n < LEND_MIN || !LentBody::can_cut() {
+            return None;
+        }
+        let found = {
+            let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+            let found = match spares.last() {
+                Some(spare) if spare.capacity() >= n => spares.pop(),
+                _ => None,
+            };
+            self.have.store(spares.len(), Ordering::Relaxed);
+            found
+        };
+        match found {
+            Some(mut spare) => {
+                spare.cut_to(n);
+                Some(Box::new(spare))
+            }
+            None => {
+                self.size.fetch_max(n, Ordering::Relaxed);
+                let _ = self
+                    .wanted
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                        (w < MAX_SPARES).then_some(w + 1)
+                    });
+                None
+            }
+        }
+    }
+
+    /// Make the spares asked for (on an app thread, after a call: the GIL
+    /// is held). One relaxed load per request while there are enough.
+    pub fn refill(&self, py: Python<'_>) {
+        let wanted = self.wanted.load(Ordering::Relaxed);
+        if self.have.load(Ordering::Relaxed) >= wanted {
+            return;
+        }
+        let size = self.size.load(Ordering::Relaxed);
+        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+        // Smaller than the largest body asked for: no use any more.
+        spares.retain(|s| s.capacity() >= size);
+        while spares.len() < wanted {
+            match LentBody::make(py, size) {
+                Some(spare) => spares.push(spare),
+                None => break,
+            }
+        }
+        self.have.store(spares.len(), Ordering::Relaxed);
+    }
+}
