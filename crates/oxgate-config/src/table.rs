@@ -302,11 +302,14 @@ pub static SETTINGS: &[Setting] = &[
                is called.",
         doc: "So a slow upload of a small body never holds an app thread. Larger \
               bodies stream through `wsgi.input` as the application reads them \
-              (with `Expect: 100-continue` honoured on the first read). With \
-              `--threads 1`, a body of 16 KiB or more read in full while the I/O \
-              thread is running the application's calls is received straight into \
-              the `bytes` object that `wsgi.input.read()` of the whole body returns, \
-              not into a buffer that the read then copies.",
+              (with `Expect: 100-continue` honoured on the first read). A body of \
+              16 KiB or more read in full is received straight into the `bytes` \
+              object that `wsgi.input.read()` of the whole body returns, not into a \
+              buffer that the read then copies: with `--threads 1` while the I/O \
+              thread is running the application's calls, otherwise into one of the \
+              spare objects the app threads make ahead of need once large bodies \
+              arrive (at most 16 per worker, as large as the largest such body; not \
+              in the abi3 build).",
     },
     Setting {
         name: "response_buffer",
