@@ -19,8 +19,10 @@ costliest functions listed.
     python bench/instructions.py --app benchapps:echo --post 65536
     python bench/instructions.py --python .venv-3.11/bin/python -- --threads 4
     python bench/instructions.py --python .venv-bench/bin/python --server fastwsgi
+    python bench/instructions.py --python .venv-bench/bin/python --build /tmp/new-wheel
 
-Needs valgrind and wrk; the oxgate (or peer) of --python's environment is measured.
+Needs valgrind and wrk; the oxgate (or peer) of --python's environment is measured, or
+the build --build names (`unzip -d DIR x.whl` of a wheel for that Python).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def start(args: argparse.Namespace, out: Path) -> tuple[subprocess.Popen, int, i
     """The server under callgrind: (its process, its port, the pid serving)."""
     valgrind = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p")
     # A fixed hash seed: dict probing, and so Python's counts, repeat.
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(APPS)}
+    path = os.pathsep.join(filter(None, [args.build, str(APPS)]))
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": path}
     if args.server != "oxgate":
         port = free_port()
         launch = [str(APPS.parent / "launch.py"), args.server, args.app, str(port)]
@@ -133,6 +136,11 @@ def main() -> None:
         default="oxgate",
         choices=["oxgate", "bjoern", "fastwsgi"],
         help="oxgate, or a peer started by bench/launch.py (one process)",
+    )
+    p.add_argument(
+        "--build",
+        default="",
+        help="put first on PYTHONPATH: an oxgate build (an unzipped wheel) to measure",
     )
     p.add_argument("--path", default="/", help="request path")
     p.add_argument("--post", type=int, default=0, help="POST a body of this many bytes")
