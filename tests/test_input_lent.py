@@ -156,3 +156,19 @@ def test_with_more_threads_a_client_gone_in_a_spare_body_is_answered(oxgate):
     assert rest.startswith(b"HTTP/1.1 400 "), rest
     with server.connect() as conn:
         read_until_lent(conn, BIG, copied)
+
+
+def test_with_more_threads_a_body_over_a_mib_is_copied_not_kept_spare(oxgate):
+    # Spares stay made once large bodies arrived: at most 1 MiB of them per worker,
+    # whatever --request-buffer allows, so a larger body is copied as before.
+    server = oxgate("input_app", "--threads", "4", "--request-buffer", str(4 << 20))
+    huge = BIG * 52  # 2 MiB and a bit
+    with server.connect() as conn:
+        conn.send(post("op=read", BIG[:2048]))
+        copied = conn.read_response().json()["refs"][0]
+        for _ in range(4):
+            conn.send(post("op=read", huge))
+            got = conn.read_response().json()
+            assert latin1(got["pieces"]) == huge
+            assert got["refs"] == [copied], "a 2 MiB body went into a spare"
+        read_until_lent(conn, BIG, copied)  # and smaller ones still may

@@ -6,10 +6,10 @@
 //! the call (`LentBody::filled`).
 //!
 //! Made on demand: a body that found no spare raises how many are kept and
-//! their size, up to `MAX_SPARES` of the largest body read whole. A body
-//! with a spare is not also held in the connection's buffer, so in flight
-//! they cost no more memory than before; the idle ones cost at most
-//! `MAX_SPARES` bodies per worker.
+//! their size (the largest such body), up to `MAX_SPARES` and `SPARE_BYTES`
+//! in all. A body with a spare is not also held in the connection's buffer,
+//! so in flight they cost no more memory than before; the idle ones cost at
+//! most `SPARE_BYTES` per worker, however large `--request-buffer` is.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -20,8 +20,11 @@ use pyo3::prelude::*;
 use crate::lent_body::{LentBody, LEND_MIN};
 
 /// Spares kept at most: a turn of the I/O loop may read several bodies
-/// before an app thread runs to make more.
+/// before an app thread runs to make more...
 const MAX_SPARES: usize = 16;
+/// ...and their bytes: 16 bodies of the default `--request-buffer`, one of
+/// the largest body lent. Larger bodies are copied as before.
+const SPARE_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
 pub struct SpareBodies {
@@ -38,7 +41,7 @@ impl SpareBodies {
     /// A spare for a body of `n` bytes, cut to it: None if there is none
     /// big enough, which asks the app threads for one.
     pub fn take(&self, n: usize) -> Option<Box<dyn BodyBuffer>> {
-        if n < LEND_MIN || !LentBody::can_cut() {
+        if !(LEND_MIN..=SPARE_BYTES).contains(&n) || !LentBody::can_cut() {
             return None;
         }
         let found = {
@@ -56,11 +59,12 @@ impl SpareBodies {
                 Some(Box::new(spare))
             }
             None => {
-                self.size.fetch_max(n, Ordering::Relaxed);
+                let size = self.size.fetch_max(n, Ordering::Relaxed).max(n);
+                let most = MAX_SPARES.min(SPARE_BYTES / size);
                 let _ = self
                     .wanted
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                        (w < MAX_SPARES).then_some(w + 1)
+                        Some((w + 1).min(most))
                     });
                 None
             }
