@@ -22,14 +22,13 @@ won.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from compare import Running
+from compare import Running, pinned_command, server_env, write_bench_file
 from measure import Sample, free_port, measured, post_script, wait_ready, wrk_cmd
 from peers import APPS, SERVERS
 from pinned import Oxgate
@@ -45,10 +44,10 @@ class Peer:
         if (why := server.missing()) is not None:
             raise SystemExit(f"{name} cannot run here: {why}")
         self.port = free_port()
-        cmd = server.command(app, self.port, 1, tmp)
+        cmd = pinned_command(server, app, self.port, 1, tmp)
         if isinstance(cmd, str):
             raise SystemExit(f"{name}: {cmd}")
-        self.running = Running(["taskset", "-c", "0", *cmd], env, tmp / f"{name}-{self.port}.log")
+        self.running = Running(cmd, env, tmp / f"{name}-{self.port}.log")
         try:
             wait_ready(self.port, path, self.running.alive)
         except RuntimeError:
@@ -61,8 +60,7 @@ class Peer:
 
 
 def side(args: argparse.Namespace, name: str, tmp: Path) -> Oxgate | Peer:
-    path = getattr(args, f"{name}_path")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [path, str(APPS)]))}
+    env = server_env(tmp, getattr(args, f"{name}_path"))
     for pair in getattr(args, f"{name}_env"):
         key, _, value = pair.partition("=")
         env[key] = value
@@ -93,6 +91,8 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="oxgate-ab-") as tmp:
         script = post_script(args.post, Path(tmp)) if args.post else None
+        if args.app == "benchapps:file":
+            write_bench_file(Path(tmp))
         servers = {"A": side(args, "a", Path(tmp))}
         try:
             servers["B"] = side(args, "b", Path(tmp))

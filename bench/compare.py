@@ -93,28 +93,48 @@ def tail(path: Path, lines: int = 3) -> str:
     return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
+def server_env(tmp: Path, first: str = "") -> dict[str, str]:
+    """What a server of a run is started with: bench/apps on PYTHONPATH (after `first`,
+    an oxgate build), Django's settings, the file scenario's file (`write_bench_file`),
+    and Python's output unbuffered, so a failed server's log says why."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [first, str(APPS)])),
+        "DJANGO_SETTINGS_MODULE": "djsite.settings",
+        "BENCH_FILE": str(tmp / "10m.bin"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def write_bench_file(tmp: Path) -> None:
+    with (tmp / "10m.bin").open("wb") as f:
+        f.write(os.urandom(10 * 1024 * 1024))
+
+
+def pinned_command(server: Server, app: str, port: int, workers: int, tmp: Path) -> list[str] | str:
+    """`server`'s command line, pinned as every run pins it (one worker: CPU 0, where
+    wrk does not run), or why it cannot run."""
+    cmd = server.command(app, port, workers, tmp)
+    if isinstance(cmd, str):
+        return cmd
+    return ["taskset", "-c", "0" if workers == 1 else "0,1", *cmd]
+
+
 def run_one(sc: Scenario, server: Server, args: argparse.Namespace, tmp: Path, n: int) -> dict:
     """Start `server`, warm it up, measure `n` reps of `sc`, stop it."""
     row: dict[str, Any] = {"scenario": sc.name, "server": server.name}
     if (why := server.missing()) is not None:
         return {**row, "status": "skipped", "reason": why}
     port = measure.free_port()
-    cmd = server.command(sc.app, port, sc.workers, tmp)
+    cmd = pinned_command(server, sc.app, port, sc.workers, tmp)
     if isinstance(cmd, str):
         return {**row, "status": "skipped", "reason": cmd}
-    cmd = ["taskset", "-c", "0" if sc.workers == 1 else "0,1", *cmd]
     conns = sc.connections or args.connections
     script = BENCH / "wrk" / sc.script if sc.script else None
     url = f"http://127.0.0.1:{port}{sc.path}"
     wrk = measure.wrk_cmd(url, conns, args.duration, script)
     row.update(command=shlex.join(cmd), wrk=shlex.join(wrk), pinned=sc.workers == 1)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(APPS),
-        "DJANGO_SETTINGS_MODULE": "djsite.settings",
-        "BENCH_FILE": str(tmp / "10m.bin"),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = server_env(tmp)
     log = tmp / f"{sc.name}-{server.name}.log"
     try:
         with Running(cmd, env, log) as srv:
@@ -354,8 +374,7 @@ def main() -> None:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="oxgate-bench-") as tmp_s:
             tmp = Path(tmp_s)
-            with (tmp / "10m.bin").open("wb") as f:
-                f.write(os.urandom(10 * 1024 * 1024))
+            write_bench_file(tmp)
             for sc in (s for s in SCENARIOS if s.name in scenarios):
                 rows, ceil = run_scenario(sc, servers, args, tmp, ceiling_run(sc.name, args))
                 for row in rows:
