@@ -109,7 +109,13 @@ def test_a_lent_body_that_stalls_is_cut_after_body_timeout(oxgate):
 # thread cuts it to the body's length before the call.
 
 
-def read_until_lent(conn, body: bytes, copied_refs: int) -> None:
+def copied_refs(conn) -> int:
+    """The reference count the app sees on a body that is a copy (2 KiB: never lent)."""
+    conn.send(post("op=read", BIG[:2048]))
+    return conn.read_response().json()["refs"][0]
+
+
+def read_until_lent(conn, body: bytes, copied: int) -> None:
     """Post `body` (read whole by the app), one at a time, until the app gets the
     server's object: an app thread makes a spare after its call, which may end after
     the next body was read."""
@@ -117,7 +123,7 @@ def read_until_lent(conn, body: bytes, copied_refs: int) -> None:
         conn.send(post("op=read", body))
         got = conn.read_response().json()
         assert latin1(got["pieces"]) == body
-        if got["refs"] == [copied_refs + 1]:
+        if got["refs"] == [copied + 1]:
             return
     raise AssertionError(f"a body of {len(body)} bytes was copied 20 times")
 
@@ -125,8 +131,7 @@ def read_until_lent(conn, body: bytes, copied_refs: int) -> None:
 def test_with_more_threads_a_large_body_goes_into_a_spare_object_cut_to_it(oxgate):
     server = oxgate("input_app", "--threads", "4")
     with server.connect() as conn:
-        conn.send(post("op=read", BIG[:2048]))
-        copied = conn.read_response().json()["refs"][0]
+        copied = copied_refs(conn)
         conn.send(post("op=read", BIG))
         first = conn.read_response().json()
         assert latin1(first["pieces"]) == BIG
@@ -146,8 +151,7 @@ def test_with_more_threads_a_large_body_goes_into_a_spare_object_cut_to_it(oxgat
 def test_with_more_threads_a_client_gone_in_a_spare_body_is_answered(oxgate):
     server = oxgate("input_app", "--threads", "4")
     with server.connect() as conn:
-        conn.send(post("op=read", BIG[:2048]))
-        copied = conn.read_response().json()["refs"][0]
+        copied = copied_refs(conn)
         read_until_lent(conn, BIG, copied)
         # The next spare, made by now, takes half a body, then EOF.
         conn.send(post("op=read", BIG[:20000], length=len(BIG)))
@@ -164,11 +168,30 @@ def test_with_more_threads_a_body_over_a_mib_is_copied_not_kept_spare(oxgate):
     server = oxgate("input_app", "--threads", "4", "--request-buffer", str(4 << 20))
     huge = BIG * 52  # 2 MiB and a bit
     with server.connect() as conn:
-        conn.send(post("op=read", BIG[:2048]))
-        copied = conn.read_response().json()["refs"][0]
+        copied = copied_refs(conn)
         for _ in range(4):
             conn.send(post("op=read", huge))
             got = conn.read_response().json()
             assert latin1(got["pieces"]) == huge
             assert got["refs"] == [copied], "a 2 MiB body went into a spare"
         read_until_lent(conn, BIG, copied)  # and smaller ones still may
+
+
+def test_with_more_threads_spares_unused_for_ten_seconds_are_freed(oxgate):
+    server = oxgate("input_app", "--threads", "4")
+    with server.connect() as conn:
+        copied = copied_refs(conn)
+        read_until_lent(conn, BIG, copied)
+    # No large body for over 10 s (and a new connection: keep-alive ends first): the
+    # next call frees the spares...
+    time.sleep(10.5)
+    with server.connect() as conn:
+        conn.send(get("idle"))
+        assert conn.read_response().status == 200
+        time.sleep(0.2)  # (its app thread frees them after its response)
+        # ...so the next large body finds none, and asks for them again.
+        conn.send(post("op=read", BIG))
+        got = conn.read_response().json()
+        assert latin1(got["pieces"]) == BIG
+        assert got["refs"] == [copied], "a spare outlived 10 s unused"
+        read_until_lent(conn, BIG, copied)

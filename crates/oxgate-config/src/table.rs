@@ -308,8 +308,8 @@ pub static SETTINGS: &[Setting] = &[
               buffer that the read then copies: with `--threads 1` while the I/O \
               thread is running the application's calls, otherwise into one of the \
               spare objects the app threads make ahead of need once large bodies \
-              arrive (bodies up to 1 MiB, and at most 1 MiB of spares per worker; \
-              not in the abi3 build).",
+              arrive (bodies up to 1 MiB, and at most 1 MiB of spares per worker, freed \
+              after 10 s unused; not in the abi3 build).",
     },
     Setting {
         name: "response_buffer",

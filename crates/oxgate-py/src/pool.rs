@@ -451,7 +451,7 @@ fn run(py: Python<'_>, shared: &Shared, req: Request, index: usize) {
             .store((avg - avg / 8).saturating_add(took / 8), Ordering::Relaxed);
     }
     w.scoreboard.end(w.slot, index);
-    shared.spares.refill(py);
+    shared.spares.refill(py, started);
     let served = shared.served.fetch_add(1, Ordering::Relaxed) + 1;
     if w.max_requests > 0 && served == w.max_requests {
         log::info!("Autorestarting worker after {served} requests");

@@ -9,11 +9,13 @@
 //! their size (the largest such body), up to `MAX_SPARES` and `SPARE_BYTES`
 //! in all. A body with a spare is not also held in the connection's buffer,
 //! so in flight they cost no more memory than before; the idle ones cost at
-//! most `SPARE_BYTES` per worker, however large `--request-buffer` is.
+//! most `SPARE_BYTES` per worker, however large `--request-buffer` is, and
+//! only until `IDLE_US` passes without a body taking one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use oxgate_server::observe::now_us;
 use oxgate_server::BodyBuffer;
 use pyo3::prelude::*;
 
@@ -25,6 +27,8 @@ const MAX_SPARES: usize = 16;
 /// ...and their bytes: 16 bodies of the default `--request-buffer`, one of
 /// the largest body lent. Larger bodies are copied as before.
 const SPARE_BYTES: usize = 1 << 20;
+/// Spares none took for this long are freed, and made again on demand.
+const IDLE_US: u64 = 10_000_000;
 
 #[derive(Default)]
 pub struct SpareBodies {
@@ -35,6 +39,8 @@ pub struct SpareBodies {
     wanted: AtomicUsize,
     /// Their size: the largest body that found none.
     size: AtomicUsize,
+    /// When a body last asked for one (`now_us`).
+    asked: AtomicU64,
 }
 
 impl SpareBodies {
@@ -44,6 +50,7 @@ impl SpareBodies {
         if !(LEND_MIN..=SPARE_BYTES).contains(&n) || !LentBody::can_cut() {
             return None;
         }
+        self.asked.store(now_us(), Ordering::Relaxed);
         let found = {
             let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
             let found = match spares.last() {
@@ -71,11 +78,22 @@ impl SpareBodies {
         }
     }
 
-    /// Make the spares asked for (on an app thread, after a call: the GIL
-    /// is held). One relaxed load per request while there are enough.
-    pub fn refill(&self, py: Python<'_>) {
-        let wanted = self.wanted.load(Ordering::Relaxed);
-        if self.have.load(Ordering::Relaxed) >= wanted {
+    /// Make the spares asked for, or free them once unused for `IDLE_US`
+    /// (on an app thread, after a call that started at `now`: the GIL is
+    /// held). Two relaxed loads per request while there are enough.
+    pub fn refill(&self, py: Python<'_>, now: u64) {
+        let (have, wanted) = (
+            self.have.load(Ordering::Relaxed),
+            self.wanted.load(Ordering::Relaxed),
+        );
+        if have > 0 && now.saturating_sub(self.asked.load(Ordering::Relaxed)) > IDLE_US {
+            let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+            self.wanted.store(0, Ordering::Relaxed);
+            spares.clear();
+            self.have.store(0, Ordering::Relaxed);
+            return;
+        }
+        if have >= wanted {
             return;
         }
         let size = self.size.load(Ordering::Relaxed);
