@@ -88,7 +88,9 @@ impl SpareBodies {
         );
         if have > 0 && now.saturating_sub(self.asked.load(Ordering::Relaxed)) > IDLE_US {
             let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+            // Counted and sized afresh by the next large bodies.
             self.wanted.store(0, Ordering::Relaxed);
+            self.size.store(0, Ordering::Relaxed);
             spares.clear();
             self.have.store(0, Ordering::Relaxed);
             return;
@@ -97,6 +99,13 @@ impl SpareBodies {
             return;
         }
         let size = self.size.load(Ordering::Relaxed);
+        if size < LEND_MIN {
+            // Freed just now, before the body that asks again set it.
+            return;
+        }
+        // `wanted` was read before `size`: a larger body may have raised the
+        // size since, and lowered the count only after.
+        let wanted = wanted.min(SPARE_BYTES / size);
         let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
         // Smaller than the largest body asked for: no use any more.
         spares.retain(|s| s.capacity() >= size);
