@@ -13,7 +13,7 @@
 //! only until `IDLE_US` passes without a body taking one.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use oxgate_server::observe::now_us;
 use oxgate_server::BodyBuffer;
@@ -44,6 +44,10 @@ pub struct SpareBodies {
 }
 
 impl SpareBodies {
+    fn lock(&self) -> MutexGuard<'_, Vec<LentBody>> {
+        self.spares.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A spare for a body of `n` bytes, cut to it: None if there is none
     /// big enough, which asks the app threads for one.
     pub fn take(&self, n: usize) -> Option<Box<dyn BodyBuffer>> {
@@ -52,7 +56,7 @@ impl SpareBodies {
         }
         self.asked.store(now_us(), Ordering::Relaxed);
         let found = {
-            let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut spares = self.lock();
             let found = match spares.last() {
                 Some(spare) if spare.capacity() >= n => spares.pop(),
                 _ => None,
@@ -87,7 +91,7 @@ impl SpareBodies {
             self.wanted.load(Ordering::Relaxed),
         );
         if have > 0 && now.saturating_sub(self.asked.load(Ordering::Relaxed)) > IDLE_US {
-            let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut spares = self.lock();
             // Counted and sized afresh by the next large bodies.
             self.wanted.store(0, Ordering::Relaxed);
             self.size.store(0, Ordering::Relaxed);
@@ -106,7 +110,7 @@ impl SpareBodies {
         // `wanted` was read before `size`: a larger body may have raised the
         // size since, and lowered the count only after.
         let wanted = wanted.min(SPARE_BYTES / size);
-        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut spares = self.lock();
         // Smaller than the largest body asked for: no use any more.
         spares.retain(|s| s.capacity() >= size);
         while spares.len() < wanted {
